@@ -1,0 +1,111 @@
+"""Application settings: one frozen object built from flags and environment.
+
+Defaults work on a laptop with nothing configured: the local broker the
+project starts, topic ``articles``, one-hour windows, Avro files under
+``out/``, metrics on 127.0.0.1:9477.
+
+Environment variables: ``KAFKA_BOOTSTRAP_SERVERS`` (else the local broker is
+started), ``ENTITYSTREAM_TOPIC``, ``ENTITYSTREAM_OUTPUT``,
+``ENTITYSTREAM_METRICS_PORT``, ``ENTITYSTREAM_SPACY_MODEL``.
+"""
+import argparse
+import dataclasses
+import os
+from typing import Optional
+
+from pipeline.entities import DEFAULT_MODEL
+
+__all__ = ["Settings", "add_arguments", "from_args", "RUNNERS"]
+
+RUNNERS = ("direct", "prism")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    topic: str = "articles"
+    output_dir: str = "out"
+    bootstrap_servers: Optional[str] = None  # None: the local broker
+    group_id: str = "entitystream"
+    dead_letter_topic: Optional[str] = None  # None: "<topic>.dlq"
+    runner: str = "prism"
+    bounded: bool = False
+    start_from: str = "committed"
+    window_seconds: int = 3600
+    early_firing_seconds: float = 5.0
+    allowed_lateness_seconds: int = 0
+    idle_timeout_seconds: float = 5.0
+    spacy_model: str = DEFAULT_MODEL
+    batch_size: int = 64
+    max_records_per_call: int = 500
+    metrics_port: int = 9477  # 0: no endpoint
+    metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self):
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {RUNNERS}, got {self.runner!r}")
+        for name in ("window_seconds", "batch_size", "max_records_per_call"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.early_firing_seconds <= 0 or self.idle_timeout_seconds <= 0:
+            raise ValueError("early_firing_seconds and idle_timeout_seconds must be > 0")
+        if self.allowed_lateness_seconds < 0:
+            raise ValueError(f"allowed_lateness_seconds must be >= 0, got {self.allowed_lateness_seconds}")
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.dead_letter_topic or f"{self.topic}.dlq"
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    """The pipeline's own flags (``entitystream run``)."""
+    env = os.environ.get
+    d = Settings()
+    parser.add_argument("--topic", default=env("ENTITYSTREAM_TOPIC", d.topic),
+                        help="input topic (default %(default)s)")
+    parser.add_argument("--output", dest="output_dir", default=env("ENTITYSTREAM_OUTPUT", d.output_dir),
+                        help="directory for the Avro aggregates (default %(default)s)")
+    parser.add_argument("--bootstrap-servers", default=env("KAFKA_BOOTSTRAP_SERVERS"),
+                        help="Kafka brokers (default $KAFKA_BOOTSTRAP_SERVERS, else the local broker)")
+    parser.add_argument("--group-id", default=d.group_id, help="consumer group (default %(default)s)")
+    parser.add_argument("--dead-letter-topic", default=None, help="default: <topic>.dlq")
+    parser.add_argument("--runner", choices=RUNNERS, default=None,
+                        help="prism (continuous; default) or direct (bounded only; default with --bounded)")
+    parser.add_argument("--bounded", action="store_true",
+                        help="read each partition up to its end offset at start, then exit")
+    parser.add_argument("--start-from", choices=("committed", "earliest", "latest"),
+                        default=d.start_from, help="where to start when the group has no offset "
+                        "(committed falls back to earliest; default %(default)s)")
+    parser.add_argument("--window-seconds", type=int, default=d.window_seconds,
+                        help="event-time window size (default %(default)s)")
+    parser.add_argument("--early-firing-seconds", type=float, default=d.early_firing_seconds,
+                        help="processing-time delay between early panes (default %(default)s)")
+    parser.add_argument("--allowed-lateness-seconds", type=int, default=d.allowed_lateness_seconds,
+                        help="late articles still counted this long after a window ends (default %(default)s)")
+    parser.add_argument("--idle-timeout-seconds", type=float, default=d.idle_timeout_seconds,
+                        help="a partition silent this long lets its watermark follow the clock "
+                        "(default %(default)s)")
+    parser.add_argument("--spacy-model", default=env("ENTITYSTREAM_SPACY_MODEL", d.spacy_model),
+                        help="spaCy pipeline package (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="articles per nlp.pipe batch (default %(default)s)")
+    parser.add_argument("--metrics-port", type=int,
+                        default=int(env("ENTITYSTREAM_METRICS_PORT", d.metrics_port)),
+                        help="Prometheus endpoint port, 0 for none (default %(default)s)")
+    parser.add_argument("--metrics-host", default=d.metrics_host,
+                        help="address the endpoint binds (default %(default)s)")
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    runner = args.runner or ("direct" if args.bounded else "prism")
+    if runner == "direct" and not args.bounded:
+        raise ValueError("the direct runner only runs --bounded jobs (it is a batch runner); "
+                         "use --runner prism for a continuous run")
+    return Settings(
+        topic=args.topic, output_dir=args.output_dir, bootstrap_servers=args.bootstrap_servers,
+        group_id=args.group_id, dead_letter_topic=args.dead_letter_topic, runner=runner,
+        bounded=args.bounded, start_from=args.start_from, window_seconds=args.window_seconds,
+        early_firing_seconds=args.early_firing_seconds,
+        allowed_lateness_seconds=args.allowed_lateness_seconds,
+        idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,
+        batch_size=args.batch_size, metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host)
