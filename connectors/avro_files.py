@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from schemas import parsed_schema
 
-__all__ = ["WriteWindowPanes", "pane_path", "read_records", "KIND_SCHEMAS"]
+__all__ = ["WriteWindowPanes", "pane_path", "window_dir", "read_records", "KIND_SCHEMAS"]
 
 KIND_SCHEMAS = {"entity_counts": "entity_count"}
 
@@ -40,10 +40,15 @@ def _stamp(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def window_dir(root, kind, window_start_ms, window_end_ms) -> pathlib.Path:
+    """Directory of one window's pane files under ``root``."""
+    return (pathlib.Path(root) / kind
+            / f"{_stamp(window_start_ms)}_{_stamp(window_end_ms)}")
+
+
 def pane_path(root, pane) -> pathlib.Path:
     """Deterministic path of a ``WindowPane``'s file under ``root``."""
-    window = f"{_stamp(pane.window_start_ms)}_{_stamp(pane.window_end_ms)}"
-    return (pathlib.Path(root) / pane.kind / window
+    return (window_dir(root, pane.kind, pane.window_start_ms, pane.window_end_ms)
             / f"pane-{pane.pane_index:04d}-{pane.pane_timing}.avro")
 
 

@@ -121,6 +121,17 @@ class _ListPartitionsFn(beam.DoFn):
             consumer.close()
 
 
+class _CheckpointOnlyTracker(OffsetRestrictionTracker):
+    """An offset tracker that only checkpoints: a Kafka partition is read by
+    one reader in offset order, so dynamic splits (which runners such as Prism
+    request at a fraction of the range) are refused."""
+
+    def try_split(self, fraction_of_remainder):
+        if fraction_of_remainder > 0:
+            return None
+        return super().try_split(fraction_of_remainder)
+
+
 class _PartitionRestrictionProvider(RestrictionProvider):
     def initial_restriction(self, desc):
         if desc.end_offset is None:
@@ -129,7 +140,7 @@ class _PartitionRestrictionProvider(RestrictionProvider):
         return OffsetRange(desc.start_offset, max(desc.start_offset, desc.end_offset) + 1)
 
     def create_tracker(self, restriction):
-        return OffsetRestrictionTracker(restriction)
+        return _CheckpointOnlyTracker(restriction)
 
     def split(self, desc, restriction):
         yield restriction  # one reader per partition

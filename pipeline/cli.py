@@ -1,0 +1,119 @@
+"""The ``entitystream`` command: broker, replay, run, inspect, demo."""
+import argparse
+import logging
+import sys
+import time
+
+__all__ = ["main"]
+
+
+def _broker(argv):
+    from deploy import broker
+    return broker.main(argv)
+
+
+def _replay(argv):
+    parser = argparse.ArgumentParser(prog="entitystream replay",
+                                     description="Publish seed files or a corpus as article messages.")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="seeds directory or manifest.json, Reuters reut2-*.sgm (or their "
+                             "directory), or .jsonl files")
+    parser.add_argument("--topic", required=True, help="destination topic")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="default $KAFKA_BOOTSTRAP_SERVERS, else the local broker")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="partitions if the topic is created (default %(default)s)")
+    parser.add_argument("--order", choices=("time", "input"), default="time",
+                        help="publication order (default) or the order read")
+    parser.add_argument("--limit", type=int, default=None, help="send at most this many")
+    args = parser.parse_args(argv)
+    from connectors.replay import publish, read_articles
+    from pipeline.run import resolve_bootstrap
+    from pipeline.settings import Settings
+    bootstrap = resolve_bootstrap(Settings(bootstrap_servers=args.bootstrap_servers))
+    skipped = {}
+    articles = list(read_articles(args.paths, skipped))
+    if args.limit is not None:
+        articles = articles[:args.limit]
+    started = time.monotonic()
+
+    def progress(sent, total):
+        print(f"\r  sent {sent}/{total}", end="", file=sys.stderr, flush=True)
+
+    sent = publish(articles, bootstrap_servers=bootstrap, topic=args.topic,
+                   partitions=args.partitions, order=args.order, progress=progress)
+    elapsed = time.monotonic() - started
+    print(file=sys.stderr)
+    extra = f"; skipped {skipped}" if skipped else ""
+    print(f"sent {sent} articles to {args.topic} at {bootstrap} in {elapsed:.1f}s{extra}")
+    return 0
+
+
+def _run(argv):
+    from pipeline.run import run
+    return run(argv)
+
+
+def _inspect(argv):
+    parser = argparse.ArgumentParser(prog="entitystream inspect",
+                                     description="Print the Avro aggregates in DIR.")
+    parser.add_argument("dir", metavar="DIR")
+    parser.add_argument("--table", action="store_true", help="top entities per window")
+    parser.add_argument("--final", action="store_true", help="only each window's latest pane")
+    parser.add_argument("--top", type=int, default=5, help="rows per window in --table")
+    args = parser.parse_args(argv)
+    from pipeline import inspect_output
+    rows = inspect_output.load(args.dir)
+    if not rows:
+        print(f"no Avro aggregates under {args.dir}", file=sys.stderr)
+        return 1
+    if args.table:
+        print(inspect_output.table(rows, top=args.top))
+    else:
+        print(inspect_output.to_json_lines(inspect_output.latest_panes(rows) if args.final else rows))
+    return 0
+
+
+def _demo(argv):
+    parser = argparse.ArgumentParser(prog="entitystream demo",
+                                     description="Seeds -> local broker -> streaming pipeline "
+                                                 "on Prism -> Avro, and a summary.")
+    parser.add_argument("--output", default="out/demo", help="default %(default)s")
+    parser.add_argument("--window-seconds", type=int, default=3600)
+    parser.add_argument("--metrics-port", type=int, default=9477, help="0 for none")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--keep-running", action="store_true",
+                        help="keep the pipeline and /metrics up after the summary")
+    args = parser.parse_args(argv)
+    from pipeline.demo import run_demo
+    return run_demo(output_dir=args.output, window_seconds=args.window_seconds,
+                    metrics_port=args.metrics_port, timeout_s=args.timeout,
+                    keep_running=args.keep_running)
+
+
+COMMANDS = {
+    "broker": (_broker, "start | stop | status of the local Kafka broker"),
+    "replay": (_replay, "publish seed files or a corpus to a topic"),
+    "run": (_run, "run the pipeline"),
+    "inspect": (_inspect, "print the Avro aggregates"),
+    "demo": (_demo, "the whole path on the seeds, with a summary"),
+}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = ["usage: entitystream COMMAND [--help]", "", "commands:"]
+        lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("\n".join(lines), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        return COMMANDS[argv[0]][0](argv[1:])
+    except (ValueError, RuntimeError, TimeoutError) as exc:
+        print(f"entitystream {argv[0]}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Wire the stages into one pipeline and run it.
+
+``build(p, settings, bootstrap)`` applies, in order::
+
+    ReadArticles -> DecodeArticles -> NormaliseText -> ExtractEntities
+      -> CountMentions -> WriteEntityCounts
+    DecodeArticles.dead_letters -> PublishDeadLetters (topic <topic>.dlq)
+
+``run(argv)`` parses the application's flags, passes the rest to Beam's
+``PipelineOptions``, and runs on the chosen runner:
+
+- ``prism``: Beam's Prism runner (streaming unless ``--bounded``), the binary
+  built by ``deploy.prism``; SDK workers run in this process (LOOPBACK), so
+  the Prometheus endpoint served here sees every DoFn's metrics.
+- ``direct``: Beam's FnApiRunner in this process, for ``--bounded`` runs.
+"""
+import argparse
+import contextlib
+import io
+import logging
+import signal
+import threading
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from connectors.avro_files import WriteWindowPanes
+from connectors.kafka_read import ReadFromKafka
+from connectors.kafka_write import WriteToKafka
+from pipeline import __version__, metrics
+from pipeline.aggregate import CountMentions
+from pipeline.decode import DecodeArticles
+from pipeline.entities import ExtractEntities
+from pipeline.normalise import NormaliseText
+from pipeline.settings import Settings, add_arguments, from_args
+
+__all__ = ["build", "run", "start", "wait", "cancel", "resolve_bootstrap"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def build(p, settings: Settings, bootstrap_servers: str):
+    """Apply the whole pipeline to ``p``; return the PCollection of written file paths."""
+    records = p | "ReadArticles" >> ReadFromKafka(
+        bootstrap_servers=bootstrap_servers, topic=settings.topic,
+        group_id=settings.group_id, bounded=settings.bounded,
+        start_from=settings.start_from, idle_timeout_seconds=settings.idle_timeout_seconds,
+        max_records_per_call=settings.max_records_per_call)
+    decoded = records | "DecodeArticles" >> DecodeArticles()
+    decoded.dead_letters | "PublishDeadLetters" >> WriteToKafka(
+        bootstrap_servers=bootstrap_servers, topic=settings.dlq_topic,
+        key_fn=lambda d: d["key"])
+    return (decoded.articles
+            | "NormaliseText" >> NormaliseText()
+            | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,
+                                                   batch_size=settings.batch_size)
+            | "CountMentions" >> CountMentions(
+                window_seconds=settings.window_seconds,
+                early_firing_seconds=None if settings.bounded else settings.early_firing_seconds,
+                allowed_lateness_seconds=settings.allowed_lateness_seconds)
+            | "WriteEntityCounts" >> WriteWindowPanes(output_dir=settings.output_dir))
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    from deploy import broker
+    return broker.bootstrap_servers()
+
+
+def _runner_and_options(settings: Settings, beam_args):
+    options = PipelineOptions(beam_args)
+    if settings.runner == "direct":
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        return FnApiRunner(), options
+    from apache_beam.runners.portability.prism_runner import PrismRunner
+    from deploy.prism import ensure_prism
+    options = PipelineOptions(beam_args + [
+        f"--prism_location={ensure_prism()}", "--environment_type=LOOPBACK",
+        "--prism_log_level=error"])
+    options.view_as(StandardOptions).streaming = not settings.bounded
+    return PrismRunner(), options
+
+
+def start(settings: Settings, beam_args=()):
+    """Start the pipeline; return its ``PipelineResult`` (Prism: not blocking)."""
+    bootstrap = resolve_bootstrap(settings)
+    runner, options = _runner_and_options(settings, list(beam_args))
+    metrics.set_identity(version=__version__, runner=settings.runner,
+                         spacy_model=settings.spacy_model, beam=beam.__version__)
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, settings, bootstrap)
+    _LOG.info("running on %s: topic %s at %s -> %s", settings.runner, settings.topic,
+              bootstrap, settings.output_dir)
+    return p.run()
+
+
+def cancel(result):
+    """Cancel a running pipeline quietly.
+
+    With LOOPBACK workers in this process, cancelling makes the SDK worker log
+    tracebacks for the bundles it was running; they are expected, not errors.
+    """
+    for name in ("apache_beam.runners.worker", "PrismRunner",
+                 "apache_beam.utils.subprocess_server",
+                 "apache_beam.runners.portability"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    from apache_beam.runners.runner import PipelineState
+    # The worker also prints those tracebacks straight to stderr: hold stderr
+    # until the job has stopped.
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            result.cancel()
+            deadline = time.monotonic() + 10
+            while not PipelineState.is_terminal(result.state) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)
+        except Exception:  # already finished or the job service is gone
+            _LOG.debug("cancel failed", exc_info=True)
+
+
+def wait(result, stop_event=None, poll_s=0.5):
+    """Wait for ``result`` to finish, or cancel it when ``stop_event`` is set."""
+    from apache_beam.runners.runner import PipelineState
+    while not PipelineState.is_terminal(result.state):
+        if stop_event is not None and stop_event.is_set():
+            cancel(result)
+            break
+        time.sleep(poll_s)
+    return result.state
+
+
+def run(argv=None):
+    """``entitystream run``: parse flags, run until done (bounded) or Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="entitystream run",
+                                     description="Run the entity-tracking pipeline.")
+    add_arguments(parser)
+    args, beam_args = parser.parse_known_args(argv)
+    settings = from_args(args)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+        print(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        result = start(settings, beam_args)
+        state = wait(result, stop) if settings.runner == "prism" else result.wait_until_finish()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"pipeline {state}; aggregates in {settings.output_dir}", flush=True)
+    return 0 if str(state) in ("DONE", "CANCELLED", "PipelineState.DONE",
+                               "PipelineState.CANCELLED") else 1

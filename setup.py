@@ -1,0 +1,20 @@
+"""entitystream: news articles from Kafka through Beam and spaCy to windowed entity counts."""
+from setuptools import setup
+
+setup(
+    name="entitystream",
+    version="0.1.0",
+    description="Streaming ingestion and entity tracking: Kafka -> Beam -> spaCy -> Avro",
+    python_requires=">=3.10",
+    packages=["pipeline", "connectors", "schemas", "deploy"],
+    package_data={"schemas": ["*.avsc"], "deploy": ["kafka/*"]},
+    install_requires=[
+        "apache-beam==2.75.0",
+        "kafka-python==3.0.12",
+        "spacy==3.8.18",
+        "fastavro==1.13.1",
+        "prometheus-client==0.26.0",
+    ],
+    extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0"]},
+    entry_points={"console_scripts": ["entitystream=pipeline.cli:main"]},
+)
