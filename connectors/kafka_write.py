@@ -44,8 +44,10 @@ class _ProduceFn(beam.DoFn):
             self._topic, key=self._key_fn(element), value=self._value_fn(element)))
 
     def finish_bundle(self):
-        self._producer.flush()
         futures, self._futures = self._futures, []
+        if not futures:
+            return
+        self._producer.flush()
         for future in futures:
             future.get(timeout=30)  # raises KafkaError: the bundle fails and is retried
 
