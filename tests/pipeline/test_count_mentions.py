@@ -9,7 +9,7 @@ the input of each test.
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.test_stream import TestStream as Stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.runners.portability.prism_runner import PrismRunner
 
@@ -53,7 +53,7 @@ def run_stream_panes(runner, request, stream, **count_args):
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_on_time_pane_per_window_when_watermark_passes(runner, request):
-    stream = (TestStream()
+    stream = (Stream()
               .add_elements([article("a1", 10, "Russia", "Russia", "Korea"),
                              article("a2", 20, "Russia")])
               .add_elements([article("b1", HOUR + 5, "Korea")])
@@ -70,7 +70,7 @@ def test_on_time_pane_per_window_when_watermark_passes(runner, request):
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_late_article_within_lateness_gives_final_late_pane(runner, request):
-    stream = (TestStream()
+    stream = (Stream()
               .add_elements([article("a1", 10, "Russia")])
               .advance_watermark_to(HOUR + 60)     # past the end: ON_TIME fires
               .add_elements([article("late", 30, "Russia")])  # late, within 2h lateness
@@ -85,7 +85,7 @@ def test_late_article_within_lateness_gives_final_late_pane(runner, request):
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_article_later_than_lateness_is_not_counted(runner, request):
-    stream = (TestStream()
+    stream = (Stream()
               .add_elements([article("a1", 10, "Russia")])
               .advance_watermark_to(3 * HOUR)      # window [0,1h) closed and expired
               .add_elements([article("too-late", 20, "Russia")])
