@@ -122,14 +122,26 @@ def cancel(result):
 
 
 def wait(result, stop_event=None, poll_s=0.5):
-    """Wait for ``result`` to finish, or cancel it when ``stop_event`` is set."""
+    """Wait for ``result`` to finish, or cancel it when ``stop_event`` is set.
+
+    Ctrl-C reaches the Prism job server too (same process group), which may
+    then be gone before the cancel: a stop requested by the user is a clean
+    stop either way.
+    """
     from apache_beam.runners.runner import PipelineState
-    while not PipelineState.is_terminal(result.state):
+    while True:
         if stop_event is not None and stop_event.is_set():
             cancel(result)
-            break
+            return PipelineState.CANCELLED
+        try:
+            state = result.state
+        except Exception:  # the job service went away (e.g. killed by Ctrl-C)
+            if stop_event is not None and stop_event.wait(2):
+                return PipelineState.CANCELLED
+            raise
+        if PipelineState.is_terminal(state):
+            return state
         time.sleep(poll_s)
-    return result.state
 
 
 def run(argv=None):
@@ -151,5 +163,4 @@ def run(argv=None):
     finally:
         signal.signal(signal.SIGINT, previous)
     print(f"pipeline {state}; aggregates in {settings.output_dir}", flush=True)
-    return 0 if str(state) in ("DONE", "CANCELLED", "PipelineState.DONE",
-                               "PipelineState.CANCELLED") else 1
+    return 0 if str(state).rsplit(".", 1)[-1] in ("DONE", "CANCELLED") else 1

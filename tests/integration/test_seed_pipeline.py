@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 import spacy
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.replay import publish, read_articles
@@ -49,6 +49,11 @@ def test_bounded_direct_run_matches_independent_counts(bootstrap, topic, tmp_pat
     start(settings).wait_until_finish()
     rows = inspect_output.load(tmp_path)
     assert final_counts_from_rows(rows) == expected
+    # The group's offset is committed up to the end: 5 records, offsets 0..4.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.group_id,
+                             enable_auto_commit=False)
+    assert consumer.committed(TopicPartition(topic, 0)) == len(seed_articles)
+    consumer.close()
     # Sanity of the oracle itself: five windows, Russia in every one.
     assert len({w for w, _ in expected}) == 5
     assert all((w, "GPE:russia") in expected for w, _ in expected)
