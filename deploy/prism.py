@@ -10,19 +10,15 @@ otherwise try to download Prism from GitHub at run time, which is not
 possible offline; the pipeline always passes ``--prism_location``.
 """
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
 
+from deploy.broker import cache_dir
+
 __all__ = ["ensure_prism", "prism_version"]
 
 _MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
-
-
-def _cache_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("ENTITYSTREAM_CACHE",
-                                       pathlib.Path.home() / ".cache" / "entitystream"))
 
 
 def prism_version() -> str:
@@ -39,7 +35,7 @@ def ensure_prism() -> str:
             raise RuntimeError(f"ENTITYSTREAM_PRISM_BIN={override} is not an executable file")
         return override
     version = prism_version()
-    bindir = _cache_dir() / f"prism-v{version}"
+    bindir = cache_dir() / f"prism-v{version}"
     binary = bindir / "prism"
     if binary.is_file():
         return str(binary)

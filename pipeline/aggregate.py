@@ -99,10 +99,6 @@ class EntityTallyFn(beam.CombineFn):
         return tuple(rows)
 
 
-def _ms(ts) -> int:
-    return int(Timestamp.of(ts).micros // 1000)
-
-
 def _at_ms(ms: int) -> Timestamp:
     """The last millisecond before ``ms`` (timers have millisecond precision):
     a window [s, e) is complete when the watermark reaches e - 1 ms."""
