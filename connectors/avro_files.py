@@ -10,11 +10,13 @@ temporary name in the same directory, fsync'ed, then renamed: readers never
 see half a file, and a retried bundle or a re-run overwrites the same name
 instead of adding a duplicate.
 
-``read_panes(dir)`` reads them back (used by ``entitystream inspect``).
+Late articles go to ``late_articles/<article id>.avro`` (``WriteLateArticles``).
+``read_records(dir)`` reads everything back (used by ``entitystream inspect``).
 """
 import datetime as dt
 import os
 import pathlib
+import re
 import tempfile
 import time
 
@@ -24,9 +26,11 @@ from prometheus_client import Counter, Histogram
 
 from schemas import parsed_schema
 
-__all__ = ["WriteWindowPanes", "pane_path", "window_dir", "read_records", "KIND_SCHEMAS"]
+__all__ = ["WriteWindowPanes", "WriteLateArticles", "pane_path", "window_dir", "pane_records", "schema_of", "read_records", "KIND_SCHEMAS"]
 
-KIND_SCHEMAS = {"entity_counts": "entity_count"}
+KIND_SCHEMAS = {"entity_counts": "entity_count", "sliding_entity_counts": "entity_count",
+                "running_entity_counts": "entity_count", "cooccurrence": "cooccurrence",
+                "running_cooccurrence": "cooccurrence"}
 
 WRITE_SECONDS = Histogram("entitystream_sink_write_duration_seconds",
                           "Time to write and publish one pane file.", ["kind"])
@@ -52,21 +56,30 @@ def pane_path(root, pane) -> pathlib.Path:
             / f"pane-{pane.pane_index:04d}-{pane.pane_timing}.avro")
 
 
-def write_pane(root, pane) -> pathlib.Path:
-    """Write one pane atomically; return its path."""
-    if pane.kind not in KIND_SCHEMAS:
-        raise ValueError(f"no Avro schema for aggregate kind {pane.kind!r}; known: {sorted(KIND_SCHEMAS)}")
-    schema = parsed_schema(KIND_SCHEMAS[pane.kind])
-    extra = {"window_start": pane.window_start_ms, "window_end": pane.window_end_ms,
-             "pane_timing": pane.pane_timing, "pane_index": pane.pane_index,
-             "is_final": pane.is_final, "emitted_at": pane.emitted_at_ms}
-    path = pane_path(root, pane)
+def schema_of(kind):
+    """The parsed Avro schema of aggregate ``kind``."""
+    if kind not in KIND_SCHEMAS:
+        raise ValueError(f"no Avro schema for aggregate kind {kind!r}; known: {sorted(KIND_SCHEMAS)}")
+    return parsed_schema(KIND_SCHEMAS[kind])
+
+
+def pane_records(pane):
+    """The pane's records with the kind, window and pane fields filled in."""
+    extra = {"kind": pane.kind, "window_start": pane.window_start_ms,
+             "window_end": pane.window_end_ms, "pane_timing": pane.pane_timing,
+             "pane_index": pane.pane_index, "is_final": pane.is_final,
+             "emitted_at": pane.emitted_at_ms}
+    return [dict(r, **extra) for r in pane.records]
+
+
+def write_atomically(path, schema, records) -> pathlib.Path:
+    """Write an Avro container file: temporary name, fsync, rename."""
+    path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".avro", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            fastavro.writer(out, schema, (dict(r, **extra) for r in pane.records),
-                            codec="deflate")
+            fastavro.writer(out, schema, records, codec="deflate")
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -74,6 +87,20 @@ def write_pane(root, pane) -> pathlib.Path:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_pane(root, pane) -> pathlib.Path:
+    """Write one pane atomically; return its path."""
+    return write_atomically(pane_path(root, pane), schema_of(pane.kind), pane_records(pane))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def late_article_path(root, late) -> pathlib.Path:
+    """``late_articles/<article id>.avro``: one file per late article, so a
+    retry or a re-run overwrites it."""
+    return pathlib.Path(root) / "late_articles" / f"{_UNSAFE.sub('_', late['article_id'])}.avro"
 
 
 class _WritePaneFn(beam.DoFn):
@@ -90,6 +117,28 @@ class _WritePaneFn(beam.DoFn):
         WRITE_SECONDS.labels(pane.kind).observe(time.perf_counter() - started)
         AVRO_BYTES.labels(pane.kind).inc(path.stat().st_size)
         yield str(path)
+
+
+class _WriteLateArticleFn(beam.DoFn):
+    def __init__(self, root):
+        self._root = root
+
+    def process(self, late):
+        path = write_atomically(late_article_path(self._root, late),
+                                parsed_schema("late_article"), [late])
+        AVRO_BYTES.labels("late_articles").inc(path.stat().st_size)
+        yield str(path)
+
+
+class WriteLateArticles(beam.PTransform):
+    """Late-article dicts -> ``late_articles/<id>.avro`` under ``output_dir``."""
+
+    def __init__(self, *, output_dir):
+        super().__init__()
+        self._root = str(output_dir)
+
+    def expand(self, late):
+        return late | "WriteAvroFile" >> beam.ParDo(_WriteLateArticleFn(self._root))
 
 
 class WriteWindowPanes(beam.PTransform):
@@ -114,10 +163,12 @@ class WriteWindowPanes(beam.PTransform):
 
 
 def read_records(root, kind=None):
-    """Yield ``(kind, record)`` for every record of every pane file under ``root``."""
+    """Yield ``(kind, record)`` for every record of every pane file under
+    ``root`` (and of the late-article files, as kind ``late_articles``)."""
     root = pathlib.Path(root)
-    for path in sorted(root.glob("*/*/pane-*.avro")):
-        file_kind = path.parent.parent.name
+    paths = sorted(root.glob("*/*/pane-*.avro")) + sorted(root.glob("late_articles/*.avro"))
+    for path in paths:
+        file_kind = path.parent.name if path.parent.name == "late_articles" else path.parent.parent.name
         if kind is not None and file_kind != kind:
             continue
         with path.open("rb") as f:

@@ -22,11 +22,12 @@ def json_value(record: dict) -> bytes:
 
 
 class _ProduceFn(beam.DoFn):
-    def __init__(self, bootstrap_servers, topic, key_fn, value_fn, producer_config):
+    def __init__(self, bootstrap_servers, topic, key_fn, value_fn, headers_fn, producer_config):
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._key_fn = key_fn
         self._value_fn = value_fn
+        self._headers_fn = headers_fn
         self._config = dict(producer_config)
         self._producer = None
         self._futures = []
@@ -41,7 +42,8 @@ class _ProduceFn(beam.DoFn):
 
     def process(self, element):
         self._futures.append(self._producer.send(
-            self._topic, key=self._key_fn(element), value=self._value_fn(element)))
+            self._topic, key=self._key_fn(element), value=self._value_fn(element),
+            headers=self._headers_fn(element) if self._headers_fn else None))
 
     def finish_bundle(self):
         futures, self._futures = self._futures, []
@@ -65,6 +67,7 @@ class WriteToKafka(beam.PTransform):
       topic: destination topic.
       key_fn: element -> key bytes or None (default: None).
       value_fn: element -> value bytes (default: ``json_value``).
+      headers_fn: element -> list of ``(str, bytes)`` headers (default: none).
       producer_config: extra ``KafkaProducer`` settings.
 
     Example::
@@ -74,12 +77,12 @@ class WriteToKafka(beam.PTransform):
     """
 
     def __init__(self, *, bootstrap_servers, topic, key_fn=None, value_fn=json_value,
-                 producer_config=None):
+                 headers_fn=None, producer_config=None):
         super().__init__()
         if not topic:
             raise ValueError("WriteToKafka needs a topic name")
         self._args = (bootstrap_servers, topic, key_fn or (lambda _: None), value_fn,
-                      tuple(sorted((producer_config or {}).items())))
+                      headers_fn, tuple(sorted((producer_config or {}).items())))
 
     def expand(self, pcoll):
         return pcoll | "Produce" >> beam.ParDo(_ProduceFn(*self._args))

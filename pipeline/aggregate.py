@@ -1,26 +1,52 @@
-"""Stage 4: count entity mentions per event-time window, pane by pane.
+"""Stage 4: aggregate entities per event-time window, pane by pane.
 
-Articles are assigned to fixed event-time windows by publication time. A
-stateful DoFn keeps each open window's running tally (``EntityTallyFn``
-accumulators) and emits ``WindowPane`` records:
+From each article's mentions (``ArticleEntities``) this stage keeps:
 
-- EARLY panes on a processing-time cadence (``early_firing_seconds``) while
-  new articles arrive before the window closes (streaming only);
-- the ON_TIME pane when the watermark passes the end of the window;
-- LATE panes for articles that arrive after that but within
-  ``allowed_lateness_seconds``, on the same cadence, the last one final.
+=========================  ===========  ==========================================
+kind                       windows      records (schema)
+=========================  ===========  ==========================================
+``entity_counts``          tumbling     mentions per entity (entity_count)
+``sliding_entity_counts``  sliding      mentions per entity (entity_count)
+``running_entity_counts``  running      mentions per entity since the start
+``cooccurrence``           tumbling     entity pairs per sentence and per article,
+                                        and tracked tuples (cooccurrence)
+``running_cooccurrence``   running      the same since the start
+=========================  ===========  ==========================================
 
-Panes accumulate: every pane holds the window's full counts so far, so a
-reader needs only the latest pane of a window. ``is_final`` marks the pane
-after which the window's counts never change.
+Panes (one ``WindowPane`` per kind, window and firing) accumulate: each holds
+the window's full counts so far. EARLY panes come on a processing-time
+cadence (``early_firing_seconds``) while articles arrive; the ON_TIME pane
+when the watermark passes the end of the window (final if
+``allowed_lateness_seconds`` is 0); LATE panes for articles within the
+lateness, and a final LATE pane when the window expires. The running window
+never closes while the stream runs: its panes are all EARLY until the input
+ends (bounded runs), when it gets a final ON_TIME pane.
 
-Articles for a window that has already expired are not counted: they leave
-on the ``too_late`` output (and ``entitystream_late_articles_total``).
+An article whose (tumbling or sliding) window has already expired cannot be
+counted there: it leaves on the ``late_articles`` output, with how late it
+was, and ``entitystream_late_articles_total`` counts it; the windows still
+open (and the running totals) count it. An article id seen again in the same
+tumbling window is a duplicate: not counted again
+(``entitystream_duplicates_suppressed_total``).
 
-Why a stateful DoFn rather than ``WindowInto(trigger=...)``: Prism 2.75
-panics on ``AfterProcessingTime`` early firings when a window expires with a
-firing pending (engine/elementmanager.go, buildProcessingTimeBundle), and
-the pane rules here are then identical on every runner.
+Bounds on state: co-occurrence pairs come from an article's top
+``max_entities_per_article`` entities (default 20: at most 190 pairs per
+article), and a window keeps its ``top_k_pairs`` (default 1,000) most frequent
+pairs: when it holds twice that many, the least frequent are dropped (so
+counts of pairs outside the top k are lower bounds). Tracked tuples are
+always counted exactly. Mention counts keep one entry per distinct entity.
+
+How: one stateful DoFn, under one key, in the global window, keeps every
+open window and decides itself when a window is complete, late or expired.
+An event-time ``tick`` timer is always set to the next window boundary and
+``closed_through_ms`` records the latest boundary the watermark has passed.
+Why not ``WindowInto(trigger=...)``: Prism 2.75 panics on
+``AfterProcessingTime`` early firings when a window expires with a firing
+pending (engine/elementmanager.go, buildProcessingTimeBundle). Why not
+window-scoped state: Prism 2.75 drops a stateful DoFn's window state at the
+end of the window despite allowed lateness, and neither Prism nor the Python
+DirectRunner drops input for expired windows. Kept here, the rules are the
+same on every runner.
 """
 import time
 
@@ -31,20 +57,31 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 from prometheus_client import Counter
 
+from pipeline.cooccurrence import DEFAULT_TUPLES, article_cooccurrence
 from pipeline.records import WindowPane
+from pipeline.windows import RUNNING, SLIDING, TUMBLING, WindowSpec, assign
 
-__all__ = ["CountMentions", "tally_article", "EntityTallyFn", "ENTITY_COUNTS"]
+__all__ = ["AggregateEntities", "tally_article", "EntityTallyFn",
+           "CooccurrenceTally", "KINDS", "ENTITY_COUNTS", "COOCCURRENCE", "LATE_ARTICLES"]
 
 ENTITY_COUNTS = "entity_counts"
-_ALL = "all"  # one key: every window's table in one state cell, one pane per window
+COOCCURRENCE = "cooccurrence"
+LATE_ARTICLES = "late_articles"
+# Per window family: (mention kind, co-occurrence kind or None).
+KINDS = {TUMBLING: (ENTITY_COUNTS, COOCCURRENCE),
+         SLIDING: ("sliding_entity_counts", None),
+         RUNNING: ("running_entity_counts", "running_cooccurrence")}
+_ALL = "all"  # one key: every open window in one state cell
 
 PANES = Counter("entitystream_panes_emitted",
-                "Window panes emitted, by aggregate kind and timing.",
-                ["kind", "timing"])
-TOO_LATE = Counter("entitystream_late_articles",
-                   "Articles that arrived after their window expired (beyond the allowed "
-                   "lateness), not counted.", ["kind"])
-TOO_LATE_TAG = "too_late"
+                "Window panes emitted, by aggregate kind and timing.", ["kind", "timing"])
+LATE = Counter("entitystream_late_articles",
+               "Articles that arrived after one of their windows expired (beyond the "
+               "allowed lateness); not counted in the expired windows.")
+DUPLICATES = Counter("entitystream_duplicates_suppressed",
+                     "Articles whose id was already counted in the same window.")
+TUPLE_ARTICLES = Counter("entitystream_tracked_tuple_articles",
+                         "Articles holding every member of a tracked tuple.", ["tuple"])
 
 
 def tally_article(article_entities):
@@ -99,27 +136,58 @@ class EntityTallyFn(beam.CombineFn):
         return tuple(rows)
 
 
+class CooccurrenceTally:
+    """Accumulates ``ArticleCooccurrence``: ``[pairs, tuples]``, each
+    ``{(scope, ids): [count, articles]}``; pairs pruned to the top k."""
+
+    def __init__(self, top_k):
+        self.top_k = top_k
+
+    def create(self):
+        return [{}, {}]
+
+    def add(self, acc, cooc):
+        for table, found in ((acc[0], cooc.pairs), (acc[1], cooc.tuples)):
+            for key, n in found.items():
+                entry = table.get(key)
+                if entry is None:
+                    table[key] = [n, 1]
+                else:
+                    entry[0] += n
+                    entry[1] += 1
+        if len(acc[0]) > 2 * self.top_k:
+            keep = sorted(acc[0].items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.top_k]
+            acc[0] = dict(keep)
+        return acc
+
+    def extract(self, acc):
+        rows = []
+        for tracked, table in ((True, acc[1]), (False, acc[0])):
+            ranked = sorted(table.items(), key=lambda kv: (-kv[1][0], kv[0]))
+            if not tracked:
+                ranked = ranked[:self.top_k]
+            for (scope, ids), (count, articles) in ranked:
+                rows.append({"scope": scope, "entities": list(ids), "count": count,
+                             "articles": articles, "tracked": tracked})
+        return tuple(rows)
+
+
 def _at_ms(ms: int) -> Timestamp:
     """The last millisecond before ``ms`` (timers have millisecond precision):
     a window [s, e) is complete when the watermark reaches e - 1 ms."""
     return Timestamp(micros=(ms - 1) * 1000)
 
 
+# Window state entry fields.
+_MENTIONS, _COOC, _DIRTY, _ON_TIME_FIRED, _PANE, _IDS = range(6)
+
+
 class _EmitPanesFn(beam.DoFn):
-    """(key, (window_start_ms, window_end_ms, article_id, tally)) -> WindowPane.
+    """(key, (article_id, published_at_ms, tally, cooccurrence)) -> WindowPane,
+    plus ``late_articles`` dicts. See the module docstring."""
 
-    All windows of one key live in one state cell in the global window, and
-    this DoFn decides itself when a window is complete, late or expired: the
-    ``tick`` event-time timer is always set to the next window boundary, and
-    ``closed_through_ms`` records the latest boundary the watermark passed.
-    Runners differ in how they garbage-collect windowed state and drop
-    expired data (Prism 2.75 drops a stateful DoFn's window state at the end
-    of the window despite allowed lateness; neither Prism nor the Python
-    DirectRunner drops input for expired windows), so the rules are kept here
-    and hold on every runner.
-    """
-
-    # {(start_ms, end_ms): [accumulator, dirty, on_time_fired, next_pane_index]}
+    # {(family, start_ms, end_ms): [mentions acc, cooc acc|None, dirty,
+    #                               on_time_fired, next pane index, article ids|None]}
     WINDOWS = userstate.ReadModifyWriteStateSpec("windows", coders.PickleCoder())
     CLOSED_THROUGH = userstate.ReadModifyWriteStateSpec("closed_through_ms", coders.VarIntCoder())
     NEXT_TICK = userstate.ReadModifyWriteStateSpec("next_tick_ms", coders.VarIntCoder())
@@ -127,43 +195,73 @@ class _EmitPanesFn(beam.DoFn):
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
 
-    def __init__(self, kind, early_firing_seconds, allowed_lateness_seconds):
-        self._kind = kind
+    def __init__(self, specs, early_firing_seconds, allowed_lateness_seconds, top_k_pairs):
+        self._specs = tuple(specs)
         self._early = early_firing_seconds
         self._lateness_ms = int(allowed_lateness_seconds * 1000)
-        self._combine = EntityTallyFn()
+        self._mentions = EntityTallyFn()
+        self._cooc = CooccurrenceTally(top_k_pairs)
+
+    def _target(self, key, entry):
+        family, _, end_ms = key
+        if entry[_ON_TIME_FIRED] and family != RUNNING:
+            return end_ms + self._lateness_ms
+        return end_ms
 
     def process(self, keyed, windows_state=beam.DoFn.StateParam(WINDOWS),
                 closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
                 next_tick=beam.DoFn.StateParam(NEXT_TICK),
                 pending=beam.DoFn.StateParam(PENDING),
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK)):
-        start_ms, end_ms, article_id, tally = keyed[1]
+        article_id, published_ms, tally, cooc = keyed[1]
         closed_through = closed_state.read() or 0
-        if end_ms + self._lateness_ms <= closed_through:
-            # The window expired: counting this would change a final pane.
-            TOO_LATE.labels(self._kind).inc()
-            yield beam.pvalue.TaggedOutput(TOO_LATE_TAG, {
-                "kind": self._kind, "article_id": article_id, "window_start": start_ms,
-                "window_end": end_ms,
-                # A lower bound: the runner does not tell a DoFn its watermark,
-                # only that a boundary timer fired (closed_through_ms).
-                "late_by_at_least_ms": closed_through - end_ms})
-            return
         windows = windows_state.read() or {}
-        entry = windows.get((start_ms, end_ms))
-        if entry is None:
-            entry = windows[(start_ms, end_ms)] = [self._combine.create_accumulator(),
-                                                   False, False, 0]
-        entry[0] = self._combine.add_input(entry[0], tally)
-        entry[1] = True
+        keys = [(spec.family, s, e) for spec in self._specs for s, e in assign(spec, published_ms)]
+        open_keys, expired = [], []
+        for key in keys:
+            if key[0] != RUNNING and key[2] + self._lateness_ms <= closed_through:
+                expired.append(key)
+            else:
+                open_keys.append(key)
+        tumbling = next((k for k in open_keys if k[0] == TUMBLING), None)
+        if tumbling is not None:
+            seen = windows.get(tumbling)
+            if seen is not None and article_id in seen[_IDS]:
+                DUPLICATES.inc()
+                return
+        if expired:
+            LATE.inc()
+            yield beam.pvalue.TaggedOutput(LATE_ARTICLES, {
+                "article_id": article_id, "published_at": published_ms,
+                "expired_windows": len(expired), "counted_windows": len(open_keys),
+                # A lower bound: a DoFn is not told the watermark, only that a
+                # window boundary timer fired (closed_through_ms).
+                "late_by_at_least_ms": closed_through - min(k[2] for k in expired)
+                - self._lateness_ms,
+                "detected_at": int(time.time() * 1000)})
+        changed_target = None
+        for key in open_keys:
+            entry = windows.get(key)
+            if entry is None:
+                has_cooc = KINDS[key[0]][1] is not None
+                entry = windows[key] = [
+                    self._mentions.create_accumulator(),
+                    self._cooc.create() if has_cooc else None, False, False, 0,
+                    set() if key[0] == TUMBLING else None]
+            entry[_MENTIONS] = self._mentions.add_input(entry[_MENTIONS], tally)
+            if entry[_COOC] is not None:
+                entry[_COOC] = self._cooc.add(entry[_COOC], cooc)
+            if entry[_IDS] is not None:
+                entry[_IDS].add(article_id)
+            entry[_DIRTY] = True
+            target = self._target(key, entry)
+            changed_target = target if changed_target is None else min(changed_target, target)
         windows_state.write(windows)
-        target = end_ms if not entry[2] else end_ms + self._lateness_ms
         current = next_tick.read()
-        if current is None or target < current:
-            tick.set(_at_ms(target))
-            next_tick.write(target)
-        if self._early is not None and not pending.read():
+        if changed_target is not None and (current is None or changed_target < current):
+            tick.set(_at_ms(changed_target))
+            next_tick.write(changed_target)
+        if open_keys and self._early is not None and not pending.read():
             firing.set(Timestamp.now() + Duration(seconds=self._early))
             pending.write(True)
 
@@ -172,9 +270,11 @@ class _EmitPanesFn(beam.DoFn):
                   pending=beam.DoFn.StateParam(PENDING)):
         pending.write(False)
         windows = windows_state.read() or {}
-        for (start_ms, end_ms), entry in sorted(windows.items()):
-            if entry[1]:
-                yield self._pane(start_ms, end_ms, entry, "LATE" if entry[2] else "EARLY", False)
+        for key in sorted(windows):
+            entry = windows[key]
+            if entry[_DIRTY]:
+                timing = "LATE" if entry[_ON_TIME_FIRED] else "EARLY"
+                yield from self._panes(key, entry, timing, False)
         windows_state.write(windows)
 
     @userstate.on_timer(TICK)
@@ -188,75 +288,104 @@ class _EmitPanesFn(beam.DoFn):
         closed_state.write(through)
         windows = windows_state.read() or {}
         for key in sorted(windows):
-            start_ms, end_ms = key
+            family, _, end_ms = key
             entry = windows[key]
-            if not entry[2] and end_ms <= through:
-                entry[2] = True
-                final = self._lateness_ms == 0
-                yield self._pane(start_ms, end_ms, entry, "ON_TIME", final)
+            if not entry[_ON_TIME_FIRED] and end_ms <= through:
+                entry[_ON_TIME_FIRED] = True
+                final = self._lateness_ms == 0 or family == RUNNING
+                yield from self._panes(key, entry, "ON_TIME", final)
                 if final:
                     del windows[key]
                     continue
-            if entry[2] and end_ms + self._lateness_ms <= through:
+            if entry[_ON_TIME_FIRED] and end_ms + self._lateness_ms <= through:
                 # Expiry closes the window with a final pane (LATE: after ON_TIME).
-                yield self._pane(start_ms, end_ms, entry, "LATE", True)
+                yield from self._panes(key, entry, "LATE", True)
                 del windows[key]
         windows_state.write(windows)
-        targets = [end if not e[2] else end + self._lateness_ms for (_, end), e in windows.items()]
+        targets = [self._target(k, e) for k, e in windows.items()]
         if targets:
             tick.set(_at_ms(min(targets)))
             next_tick.write(min(targets))
         else:
             next_tick.clear()
 
-    def _pane(self, start_ms, end_ms, entry, timing, is_final):
-        pane_index = entry[3]
-        entry[3] += 1
-        entry[1] = False
-        PANES.labels(self._kind, timing).inc()
-        return WindowPane(self._kind, start_ms, end_ms, timing, pane_index, is_final,
-                          int(time.time() * 1000), self._combine.extract_output(entry[0]))
+    def _panes(self, key, entry, timing, is_final):
+        family, start_ms, end_ms = key
+        pane_index = entry[_PANE]
+        entry[_PANE] += 1
+        entry[_DIRTY] = False
+        now = int(time.time() * 1000)
+        mention_kind, cooc_kind = KINDS[family]
+        PANES.labels(mention_kind, timing).inc()
+        yield WindowPane(mention_kind, start_ms, end_ms, timing, pane_index, is_final, now,
+                         self._mentions.extract_output(entry[_MENTIONS]))
+        if cooc_kind is not None:
+            PANES.labels(cooc_kind, timing).inc()
+            yield WindowPane(cooc_kind, start_ms, end_ms, timing, pane_index, is_final, now,
+                             self._cooc.extract(entry[_COOC]))
 
 
-class CountMentions(beam.PTransform):
-    """``ArticleEntities`` (timestamped by publication) -> outputs ``panes``
-    (``WindowPane``) and ``too_late`` (dicts: kind, article_id, window, late_by_at_least_ms).
+def _tally_fn(max_entities, tuples):
+    names = {tuple(sorted(t)): "x".join(sorted(t)) for t in tuples}
+
+    def tally(article):
+        cooc = article_cooccurrence(article.mentions, max_entities, tuples)
+        for (scope, key) in cooc.tuples:
+            if scope == "article":
+                TUPLE_ARTICLES.labels(names[key]).inc()
+        return (_ALL, (article.article_id, article.published_at_ms, tally_article(article), cooc))
+    return tally
+
+
+class AggregateEntities(beam.PTransform):
+    """``ArticleEntities`` -> outputs ``panes`` (``WindowPane`` of every kind)
+    and ``late_articles`` (dicts shaped by ``schemas/late_article.avsc``).
 
     Args:
-      window_seconds: size of the fixed event-time windows (default 3600).
+      window_seconds: tumbling window size (default 3600).
+      sliding_window_seconds, sliding_period_seconds: sliding windows
+        (default 86400 every 3600); 0 for none.
       early_firing_seconds: processing-time delay between panes while data
-        flows; ``None`` for no early or late panes (batch runs).
-      allowed_lateness_seconds: how long after the end of a window late
-        articles still update it (default 0: the ON_TIME pane is final).
+        flows; ``None`` for none (batch runs).
+      allowed_lateness_seconds: how long after its end a window still takes
+        late articles (default 0: the ON_TIME pane is final).
+      max_entities_per_article: entities per article used for pairs (default 20).
+      top_k_pairs: pairs kept per window (default 1000).
+      tracked_tuples: tuples of entity ids counted exactly (default
+        RUSSIA x NORTH_KOREA x BRIDGE).
 
     Example::
 
-        counted = found | 'CountMentions' >> CountMentions(window_seconds=3600)
-        counted.panes, counted.too_late
+        agg = found | 'AggregateEntities' >> AggregateEntities(window_seconds=3600)
+        agg.panes, agg.late_articles
     """
 
-    def __init__(self, *, window_seconds=3600, early_firing_seconds=5.0,
-                 allowed_lateness_seconds=0):
+    def __init__(self, *, window_seconds=3600, sliding_window_seconds=86400,
+                 sliding_period_seconds=3600, early_firing_seconds=5.0,
+                 allowed_lateness_seconds=0, max_entities_per_article=20, top_k_pairs=1000,
+                 tracked_tuples=DEFAULT_TUPLES):
         super().__init__()
-        if window_seconds <= 0:
-            raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
         if allowed_lateness_seconds < 0:
             raise ValueError(f"allowed_lateness_seconds must be >= 0, got {allowed_lateness_seconds}")
         if early_firing_seconds is not None and early_firing_seconds <= 0:
             raise ValueError(f"early_firing_seconds must be > 0 or None, got {early_firing_seconds}")
-        self._window_seconds = window_seconds
+        if max_entities_per_article < 2 or top_k_pairs < 1:
+            raise ValueError("max_entities_per_article must be >= 2 and top_k_pairs >= 1, got "
+                             f"{max_entities_per_article} and {top_k_pairs}")
+        specs = [WindowSpec.tumbling(window_seconds), WindowSpec.running()]
+        if sliding_window_seconds:
+            specs.insert(1, WindowSpec.sliding(sliding_window_seconds, sliding_period_seconds))
+        self._specs = tuple(specs)
         self._early = early_firing_seconds
         self._lateness = allowed_lateness_seconds
+        self._max_entities = max_entities_per_article
+        self._top_k = top_k_pairs
+        self._tuples = tuple(tuple(sorted(t)) for t in tracked_tuples)
 
     def expand(self, found):
-        size_ms = self._window_seconds * 1000
-
-        def assign(article):
-            start = article.published_at_ms - article.published_at_ms % size_ms
-            return (_ALL, (start, start + size_ms, article.article_id, tally_article(article)))
-
         return (found
-                | "TallyInWindow" >> beam.Map(assign)
-                | "EmitPanes" >> beam.ParDo(
-                    _EmitPanesFn(ENTITY_COUNTS, self._early, self._lateness))
-                .with_outputs(TOO_LATE_TAG, main="panes"))
+                | "TallyArticle" >> beam.Map(_tally_fn(self._max_entities, self._tuples))
+                | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
+                    self._specs, self._early, self._lateness, self._top_k))
+                .with_outputs(LATE_ARTICLES, main="panes"))
+

@@ -3,7 +3,9 @@
 ``build(p, settings, bootstrap)`` applies, in order::
 
     ReadArticles -> DecodeArticles -> NormaliseText -> ExtractEntities
-      -> CountMentions -> WriteEntityCounts
+      -> AggregateEntities -> WriteAggregates (Avro files per kind, window, pane)
+                           -> PublishAggregates (optional: Avro on --aggregates-topic)
+      AggregateEntities.late_articles -> WriteLateArticles
     DecodeArticles.dead_letters -> PublishDeadLetters (topic <topic>.dlq)
 
 ``run(argv)`` parses the application's flags, passes the rest to Beam's
@@ -25,11 +27,12 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from connectors.avro_files import WriteWindowPanes
+from connectors.aggregates_topic import PublishAggregates
+from connectors.avro_files import WriteLateArticles, WriteWindowPanes
 from connectors.kafka_read import ReadFromKafka
 from connectors.kafka_write import WriteToKafka
 from pipeline import __version__, metrics
-from pipeline.aggregate import CountMentions
+from pipeline.aggregate import AggregateEntities
 from pipeline.decode import DecodeArticles
 from pipeline.entities import ExtractEntities
 from pipeline.normalise import NormaliseText
@@ -51,16 +54,25 @@ def build(p, settings: Settings, bootstrap_servers: str):
     decoded.dead_letters | "PublishDeadLetters" >> WriteToKafka(
         bootstrap_servers=bootstrap_servers, topic=settings.dlq_topic,
         key_fn=lambda d: d["key"])
-    counted = (decoded.articles
-               | "NormaliseText" >> NormaliseText()
-               | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,
-                                                      batch_size=settings.batch_size)
-               | "CountMentions" >> CountMentions(
-                   window_seconds=settings.window_seconds,
-                   early_firing_seconds=None if settings.bounded else settings.early_firing_seconds,
-                   allowed_lateness_seconds=settings.allowed_lateness_seconds))
-    # Too-late articles are counted by the metric; the windows issue adds their Avro output.
-    return counted.panes | "WriteEntityCounts" >> WriteWindowPanes(output_dir=settings.output_dir)
+    aggregated = (decoded.articles
+                  | "NormaliseText" >> NormaliseText()
+                  | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,
+                                                         batch_size=settings.batch_size)
+                  | "AggregateEntities" >> AggregateEntities(
+                      window_seconds=settings.window_seconds,
+                      sliding_window_seconds=settings.sliding_window_seconds,
+                      sliding_period_seconds=settings.sliding_period_seconds,
+                      early_firing_seconds=None if settings.bounded else settings.early_firing_seconds,
+                      allowed_lateness_seconds=settings.allowed_lateness_seconds,
+                      max_entities_per_article=settings.max_entities_per_article,
+                      top_k_pairs=settings.top_k_pairs,
+                      tracked_tuples=settings.tracked_tuples))
+    aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
+        output_dir=settings.output_dir)
+    if settings.aggregates_topic:
+        aggregated.panes | "PublishAggregates" >> PublishAggregates(
+            bootstrap_servers=bootstrap_servers, topic=settings.aggregates_topic)
+    return aggregated.panes | "WriteAggregates" >> WriteWindowPanes(output_dir=settings.output_dir)
 
 
 def resolve_bootstrap(settings: Settings) -> str:

@@ -34,6 +34,12 @@ class Settings:
     early_firing_seconds: float = 5.0
     allowed_lateness_seconds: int = 0
     idle_timeout_seconds: float = 5.0
+    sliding_window_seconds: int = 86400  # 0: no sliding windows
+    sliding_period_seconds: int = 3600
+    max_entities_per_article: int = 20
+    top_k_pairs: int = 1000
+    tracked_tuples: tuple = (("BRIDGE", "NORTH_KOREA", "RUSSIA"),)
+    aggregates_topic: Optional[str] = None  # also publish aggregates as Avro to this topic
     spacy_model: str = DEFAULT_MODEL
     batch_size: int = 64
     max_records_per_call: int = 500
@@ -81,6 +87,19 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="processing-time delay between early panes (default %(default)s)")
     parser.add_argument("--allowed-lateness-seconds", type=int, default=d.allowed_lateness_seconds,
                         help="late articles still counted this long after a window ends (default %(default)s)")
+    parser.add_argument("--sliding-window-seconds", type=int, default=d.sliding_window_seconds,
+                        help="sliding window size, 0 for none (default %(default)s)")
+    parser.add_argument("--sliding-period-seconds", type=int, default=d.sliding_period_seconds,
+                        help="a sliding window starts every ... (default %(default)s)")
+    parser.add_argument("--max-entities-per-article", type=int, default=d.max_entities_per_article,
+                        help="entities per article used for co-occurrence pairs (default %(default)s)")
+    parser.add_argument("--top-k-pairs", type=int, default=d.top_k_pairs,
+                        help="co-occurrence pairs kept per window (default %(default)s)")
+    parser.add_argument("--tracked-tuple", action="append", default=None, metavar="ID,ID[,ID...]",
+                        help="entity ids counted together exactly (repeatable; default "
+                             "RUSSIA,NORTH_KOREA,BRIDGE)")
+    parser.add_argument("--aggregates-topic", default=None,
+                        help="also publish every aggregate record as Avro binary to this topic")
     parser.add_argument("--idle-timeout-seconds", type=float, default=d.idle_timeout_seconds,
                         help="a partition silent this long lets its watermark follow the clock "
                         "(default %(default)s)")
@@ -95,6 +114,16 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="address the endpoint binds (default %(default)s)")
 
 
+def _tuples(values):
+    tuples = []
+    for value in values:
+        ids = tuple(sorted(i.strip() for i in value.split(",") if i.strip()))
+        if len(ids) < 2:
+            raise ValueError(f"--tracked-tuple needs at least two entity ids, got {value!r}")
+        tuples.append(ids)
+    return tuple(tuples)
+
+
 def from_args(args: argparse.Namespace) -> Settings:
     runner = args.runner or ("direct" if args.bounded else "prism")
     if runner == "direct" and not args.bounded:
@@ -106,6 +135,11 @@ def from_args(args: argparse.Namespace) -> Settings:
         bounded=args.bounded, start_from=args.start_from, window_seconds=args.window_seconds,
         early_firing_seconds=args.early_firing_seconds,
         allowed_lateness_seconds=args.allowed_lateness_seconds,
+        sliding_window_seconds=args.sliding_window_seconds,
+        sliding_period_seconds=args.sliding_period_seconds,
+        max_entities_per_article=args.max_entities_per_article, top_k_pairs=args.top_k_pairs,
+        tracked_tuples=_tuples(args.tracked_tuple) if args.tracked_tuple else Settings.tracked_tuples,
+        aggregates_topic=args.aggregates_topic,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,
         batch_size=args.batch_size, metrics_port=args.metrics_port,
         metrics_host=args.metrics_host)

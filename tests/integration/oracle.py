@@ -44,7 +44,7 @@ def final_counts_from_rows(rows):
     import datetime as dt
     out = {}
     for r in rows:
-        if not r["is_final"]:
+        if r["kind"] != "entity_counts" or not r["is_final"]:
             continue
         start = dt.datetime.strptime(r["window_start"], "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=dt.timezone.utc)
