@@ -1,0 +1,81 @@
+"""Oracle tests: every final aggregate of the pipeline, run through the real
+broker, equals a brute-force computation in plain Python (oracle.brute_force).
+
+The oracle takes each article's mentions from the project's extraction
+functions called directly (no Beam): what is under test here is the stream
+(Kafka source, decode, windows, panes, sink), and extraction has tests of its
+own. Co-occurrence caps are set above anything in the input so that the
+oracle needs none (the caps are unit-tested).
+"""
+import pathlib
+
+import pytest
+
+from connectors.replay import publish, read_articles
+from pipeline import inspect_output
+from pipeline.entities import DEFAULT_MODEL, article_text, entities_of, load_model
+from pipeline.normalise import normalise_text
+from pipeline.records import Article
+from pipeline.run import start
+from pipeline.settings import Settings
+from tests.integration.oracle import brute_force, final_rows
+
+pytestmark = [pytest.mark.broker, pytest.mark.spacy, pytest.mark.slow]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+REUTERS = ROOT.parent / "shared" / "corpora" / "reuters21578"
+TUPLES = (("BRIDGE", "NORTH_KOREA", "RUSSIA"), ("GPE:u.s.", "GPE:japan"))
+WIDE = dict(max_entities_per_article=10_000, top_k_pairs=10_000_000)
+
+
+def mentions_of(articles):
+    nlp = load_model(DEFAULT_MODEL)
+    texts = [article_text(Article(a["id"], "", None, normalise_text(a["title"]),
+                                  normalise_text(a["body"]), 0, "en", "", 0, 0))
+             for a in articles]
+    return [(a["id"], a["published_at"], [(m.entity_id, m.sentence_index)
+                                          for m in entities_of(doc)])
+            for a, doc in zip(articles, nlp.pipe(texts, batch_size=64))]
+
+
+def run_bounded(bootstrap, topic, out, articles, **windows):
+    publish(articles, bootstrap_servers=bootstrap, topic=topic)
+    settings = Settings(topic=topic, output_dir=str(out), bootstrap_servers=bootstrap,
+                        runner="direct", bounded=True, group_id=f"g-{topic}", metrics_port=0,
+                        tracked_tuples=TUPLES, **WIDE, **windows)
+    start(settings).wait_until_finish()
+    return final_rows(inspect_output.load(out))
+
+
+def test_seeds_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):
+    articles = list(read_articles([ROOT / "seeds"]))
+    windows = dict(window_seconds=3600, sliding_window_seconds=86400, sliding_period_seconds=3600)
+    got = run_bounded(bootstrap, topic, tmp_path, articles, **windows)
+    want = brute_force(mentions_of(articles), window_s=3600, sliding_s=86400, period_s=3600,
+                       tuples=TUPLES)
+    assert got == want
+    kinds = {k[0] for k in want}
+    assert kinds == {"entity_counts", "sliding_entity_counts", "running_entity_counts",
+                     "cooccurrence", "running_cooccurrence"}
+
+
+def test_reuters_slice_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):
+    if not REUTERS.is_dir():
+        pytest.skip(f"Reuters-21578 not found at {REUTERS} (../shared/corpora)")
+    articles = []
+    for a in read_articles([REUTERS]):
+        articles.append(a)
+        if len(articles) == 2000:
+            break
+    windows = dict(window_seconds=3600, sliding_window_seconds=6 * 3600,
+                   sliding_period_seconds=3600)
+    got = run_bounded(bootstrap, topic, tmp_path, articles, **windows)
+    want = brute_force(mentions_of(articles), window_s=3600, sliding_s=6 * 3600,
+                       period_s=3600, tuples=TUPLES)
+    assert len(want) > 10_000
+    missing = set(want) - set(got)
+    extra = set(got) - set(want)
+    wrong = {k: (got[k], want[k]) for k in set(got) & set(want) if got[k] != want[k]}
+    assert not missing and not extra and not wrong, (
+        f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong; e.g. "
+        f"{sorted(missing)[:3]} {sorted(extra)[:3]} {list(wrong.items())[:3]}")
