@@ -87,7 +87,7 @@ def main(argv=None):
     bare_s, words, ents = bare_nlp_pipe(arts, args.batch_size)
     pipe_s, files = pipeline_run(arts, bootstrap, args.runner, args.batch_size)
     n = len(arts)
-    rows = [("bare nlp.pipe (tok2vec+ner+senter)", n / bare_s, words / bare_s, 1.0),
+    rows = [("bare nlp.pipe (the pipeline's load_model)", n / bare_s, words / bare_s, 1.0),
             (f"end-to-end, {args.runner}, bounded", n / pipe_s, words / pipe_s, bare_s / pipe_s)]
     table = ["| workload | articles/s | words/s | ratio to bare |", "|---|---:|---:|---:|"]
     table += [f"| {w} | {a:.1f} | {wd:,.0f} | {r:.2f}x |" for w, a, wd, r in rows]

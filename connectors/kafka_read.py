@@ -2,43 +2,58 @@
 
 It works on any runner without Java. The steps::
 
-    Impulse -> _ListPartitionsFn -> _ReadPartitionFn (splittable DoFn)
+    Impulse -> _ListPartitionsFn -> _ReadTopicFn (splittable DoFn)
 
 ``_ListPartitionsFn`` runs on a worker at start-up: it lists the topic's
 partitions and, per partition, the first offset to read (the consumer group's
 committed offset, else the earliest) and, for ``bounded=True``, the end offset
 seen at that moment.
 
-``_ReadPartitionFn`` reads one partition per element. Its restriction is an
-``OffsetRange`` over the partition's offsets; each call polls, claims and
-emits records, then defers the rest (a checkpoint). Every record is stamped
-with its Kafka timestamp (the article's publication time, by convention).
+``_ReadTopicFn`` reads all partitions of the topic under one restriction,
+``_Offsets``: per partition, the next offset to read and where to stop. Each
+call polls, claims ``(partition, offset)`` positions and emits the records,
+then checkpoints (defers the rest). Every record is stamped with its Kafka
+timestamp (the article's publication time, by convention).
 
-Offsets and the consumer group: a call that resumes a restriction at offset S
-runs only after the runner has durably committed the bundle that produced
-that residual, so everything before S is done: the call commits S to the
-group first. In bounded mode the range ends one past the last record (a
-"commit point"), so the final offset is committed by a last, resumed call.
+Why one restriction for all partitions: the pipeline's watermark must be the
+minimum over partitions (the slowest active partition holds it). Prism 2.75
+takes a stage's output watermark from the residuals of the latest bundle
+only (engine/elementmanager.go, ``estimatedOutput``), so with one
+restriction per partition the most advanced partition wins and windows close
+early. Computing the minimum here is correct on every runner.
+
+Offsets and the consumer group: a call that resumes a restriction runs only
+after the runner has durably committed the bundle that produced that
+residual, so everything before each partition's next offset is done: the
+call commits those offsets to the group first (at most once a second). In
+bounded mode each partition's range ends one past its last record (a
+"commit point"), so the final offsets are committed by a last, resumed call.
 Records are therefore committed only after the bundle that read them is
 committed: a restart re-reads at most the last uncommitted bundle
-(at-least-once).
+(at-least-once). (Beam's bundle finalizer is not used: with Prism 2.75 the
+Python worker rejects every FinalizeBundle request.)
 
-Watermark (per partition, combined by the runner as the minimum over
-partitions, so the slowest active partition holds it): the largest record
-timestamp seen. When a partition has returned nothing for
-``idle_timeout_seconds``, its watermark advances to ``now - idle_timeout``
-(processing time), so windows still close when the feed goes quiet, as
-Kafka's own ``withLimitedDelay`` timestamp policy does for idle partitions.
+Watermark (``_TopicWatermarkEstimator``): per partition, the newest record
+timestamp seen; a partition that has returned nothing for
+``idle_timeout_seconds`` follows processing time instead (``now - idle
+timeout``), as Kafka's ``withLimitedDelay`` policy does for idle partitions,
+so windows still close when the feed goes quiet. The watermark is the
+minimum over partitions, and never moves back.
+
+Progress: after each call the reader reports each partition's lag (records
+and seconds), watermark lag and last read to ``connectors.kafka_progress``,
+which owns those metrics and how they are measured.
 """
 import logging
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
-from apache_beam.io.iobase import WatermarkEstimator
+from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker, WatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, MIN_TIMESTAMP, Timestamp
+
+from connectors.kafka_progress import PartitionProgress
 
 __all__ = ["ReadFromKafka", "KafkaRecord"]
 
@@ -56,12 +71,20 @@ class KafkaRecord(NamedTuple):
     timestamp_ms: int
 
 
-class _PartitionDesc(NamedTuple):
+class _TopicDesc(NamedTuple):
     topic: str
-    partition: int
-    start_offset: int
-    end_offset: Optional[int]  # None: unbounded
+    partitions: Tuple[int, ...]
+    start_offsets: Tuple[int, ...]
+    end_offsets: Optional[Tuple[int, ...]]  # None: unbounded
     idle_timeout_s: float
+
+
+class _Offsets(NamedTuple):
+    """Per partition: (partition, next offset to read, stop offset, exclusive)."""
+    ranges: Tuple[Tuple[int, int, int], ...]
+
+    def remaining(self):
+        return sum(max(0, stop - start) for _, start, stop in self.ranges)
 
 
 class _KafkaConfig(NamedTuple):
@@ -105,6 +128,7 @@ class _ListPartitionsFn(beam.DoFn):
             tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
             earliest = consumer.beginning_offsets(tps)
             latest = consumer.end_offsets(tps)
+            starts = []
             for tp in tps:
                 start = earliest[tp]
                 if self._start_from == "latest":
@@ -113,92 +137,158 @@ class _ListPartitionsFn(beam.DoFn):
                     committed = consumer.committed(tp)
                     if committed is not None:
                         start = max(committed, earliest[tp])
-                end = latest[tp] if self._bounded else None
-                _LOG.info("reading %s/%d from offset %d to %s", tp.topic, tp.partition,
-                          start, end if end is not None else "unbounded")
-                yield _PartitionDesc(tp.topic, tp.partition, start, end, self._idle)
+                starts.append(start)
+                _LOG.info("reading %s/%d from offset %d to %s", tp.topic, tp.partition, start,
+                          latest[tp] if self._bounded else "unbounded")
+            ends = tuple(latest[tp] for tp in tps) if self._bounded else None
+            yield _TopicDesc(self._topic, tuple(tp.partition for tp in tps), tuple(starts),
+                             ends, self._idle)
         finally:
             consumer.close()
 
 
-class _CheckpointOnlyTracker(OffsetRestrictionTracker):
-    """An offset tracker that only checkpoints: a Kafka partition is read by
-    one reader in offset order, so dynamic splits (which runners such as Prism
-    request at a fraction of the range) are refused."""
+class _OffsetsTracker(RestrictionTracker):
+    """Claims (partition, offset) positions of an ``_Offsets`` restriction.
+
+    Only checkpoints are allowed (``try_split(0)``): each partition is read in
+    offset order by one reader, so dynamic splits are refused."""
+
+    def __init__(self, restriction):
+        self._restriction = restriction
+        self._next = {p: start for p, start, _ in restriction.ranges}
+        self._stop = {p: stop for p, _, stop in restriction.ranges}
+        self._done = False
+
+    def current_restriction(self):
+        return self._restriction
+
+    def try_claim(self, position):
+        partition, offset = position
+        if self._done or partition not in self._next:
+            return False
+        if offset < self._next[partition]:
+            msg = (f"offset {offset} of partition {partition} is before the next "
+                   f"unclaimed offset {self._next[partition]}")
+            raise ValueError(msg)
+        if offset >= self._stop[partition]:
+            return False
+        self._next[partition] = offset + 1
+        return True
 
     def try_split(self, fraction_of_remainder):
-        if fraction_of_remainder > 0:
+        if fraction_of_remainder > 0 or self._done:
             return None
-        return super().try_split(fraction_of_remainder)
+        primary = _Offsets(tuple((p, s, self._next[p]) for p, s, _ in self._restriction.ranges))
+        residual = _Offsets(tuple((p, self._next[p], stop)
+                                  for p, _, stop in self._restriction.ranges))
+        self._restriction = primary
+        self._stop = {p: self._next[p] for p in self._next}
+        self._done = True
+        return primary, residual
+
+    def check_done(self):
+        left = {p: (self._next[p], self._stop[p]) for p in self._next
+                if self._next[p] < self._stop[p]}
+        if left:
+            raise ValueError(f"offsets left unclaimed (partition: (next, stop)): {left}")
+
+    def current_progress(self):
+        total = sum(stop - start for _, start, stop in self._restriction.ranges
+                    if stop != _UNBOUNDED_STOP)
+        done = sum(self._next[p] - start for p, start, stop in self._restriction.ranges
+                   if stop != _UNBOUNDED_STOP)
+        remaining = max(0, total - done)
+        if done + remaining == 0:  # unbounded or empty: Beam divides by the total
+            remaining = 1
+        return RestrictionProgress(completed=done, remaining=remaining)
+
+    def is_bounded(self):
+        return all(stop != _UNBOUNDED_STOP for _, _, stop in self._restriction.ranges)
 
 
-class _PartitionRestrictionProvider(RestrictionProvider):
+class _OffsetsProvider(RestrictionProvider):
     def initial_restriction(self, desc):
-        if desc.end_offset is None:
-            return OffsetRange(desc.start_offset, _UNBOUNDED_STOP)
-        # One past the end: the commit point (see module docstring).
-        return OffsetRange(desc.start_offset, max(desc.start_offset, desc.end_offset) + 1)
+        if desc.end_offsets is None:
+            ranges = tuple((p, s, _UNBOUNDED_STOP)
+                           for p, s in zip(desc.partitions, desc.start_offsets))
+        else:
+            # One past the end: the commit point (see module docstring).
+            ranges = tuple((p, s, max(s, e) + 1) for p, s, e in
+                           zip(desc.partitions, desc.start_offsets, desc.end_offsets))
+        return _Offsets(ranges)
 
     def create_tracker(self, restriction):
-        return _CheckpointOnlyTracker(restriction)
+        return _OffsetsTracker(restriction)
 
     def split(self, desc, restriction):
-        yield restriction  # one reader per partition
+        yield restriction
 
     def restriction_size(self, desc, restriction):
-        if desc.end_offset is None:
+        if desc.end_offsets is None:
             return 1
-        return max(1, restriction.stop - restriction.start)
+        return max(1, restriction.remaining())
 
     def truncate(self, desc, restriction):
-        # On drain, an unbounded partition stops where it is; a bounded one finishes.
-        if desc.end_offset is None:
-            return None
-        return restriction
+        # On drain, an unbounded topic stops where it is; a bounded one finishes.
+        return None if desc.end_offsets is None else restriction
 
 
-class _IdleAwareWatermarkEstimator(WatermarkEstimator):
-    """Max record timestamp seen; advances with processing time when idle.
+class _TopicWatermarkEstimator(WatermarkEstimator):
+    """Min over partitions of (newest timestamp seen, or now - idle timeout
+    for a partition idle that long); never moves back.
 
-    State: (watermark, wall-clock seconds of the last record seen, idle timeout).
+    State: ({partition: newest ms}, {partition: wall seconds of last record},
+    idle timeout seconds, last watermark reported).
     """
 
     def __init__(self, state):
-        self._watermark, self._last_activity, self._idle = state
+        newest, last_activity, self._idle, self._watermark = state
+        self._newest = dict(newest)
+        self._last_activity = dict(last_activity)
 
     def observe_timestamp(self, timestamp):
-        if timestamp > self._watermark:
-            self._watermark = timestamp
-        self._last_activity = time.time()
+        pass  # per-partition: see record()
 
-    def mark_idle_check(self):
-        now = time.time()
-        if now - self._last_activity >= self._idle:
-            candidate = Timestamp.of(now - self._idle)
-            if candidate > self._watermark:
-                self._watermark = candidate
+    def record(self, partition, timestamp_ms):
+        if timestamp_ms > self._newest.get(partition, -2 ** 62):
+            self._newest[partition] = timestamp_ms
+        self._last_activity[partition] = time.time()
+
+    def partition_watermark(self, partition, now=None):
+        now = time.time() if now is None else now
+        newest = self._newest.get(partition)
+        mark = MIN_TIMESTAMP if newest is None else Timestamp(micros=newest * 1000)
+        if now - self._last_activity.get(partition, now) >= self._idle:
+            mark = max(mark, Timestamp.of(now - self._idle))
+        return mark
 
     def current_watermark(self):
+        now = time.time()
+        marks = [self.partition_watermark(p, now) for p in self._last_activity]
+        if marks and min(marks) > self._watermark:
+            self._watermark = min(marks)
         return self._watermark
 
     def get_estimator_state(self):
-        return (self._watermark, self._last_activity, self._idle)
+        return (tuple(self._newest.items()), tuple(self._last_activity.items()),
+                self._idle, self._watermark)
 
 
-class _IdleAwareWatermarkProvider(WatermarkEstimatorProvider):
+class _TopicWatermarkProvider(WatermarkEstimatorProvider):
     def initial_estimator_state(self, desc, restriction):
-        return (MIN_TIMESTAMP, time.time(), desc.idle_timeout_s)
+        now = time.time()
+        return ((), tuple((p, now) for p in desc.partitions), desc.idle_timeout_s, MIN_TIMESTAMP)
 
     def create_watermark_estimator(self, state):
-        return _IdleAwareWatermarkEstimator(state)
+        return _TopicWatermarkEstimator(state)
 
 
-_RESTRICTIONS = _PartitionRestrictionProvider()
-_WATERMARKS = _IdleAwareWatermarkProvider()
+_RESTRICTIONS = _OffsetsProvider()
+_WATERMARKS = _TopicWatermarkProvider()
 
 
-class _ReadPartitionFn(beam.DoFn):
-    """Reads one partition (a _PartitionDesc) as an offset-range SDF."""
+class _ReadTopicFn(beam.DoFn):
+    """Reads all partitions of a topic (a _TopicDesc) as one SDF restriction."""
 
     def __init__(self, config, max_records_per_call, poll_timeout_ms, resume_delay_s,
                  commit_interval_s):
@@ -208,11 +298,12 @@ class _ReadPartitionFn(beam.DoFn):
         self._resume_delay = resume_delay_s
         self._commit_interval = commit_interval_s
         self._consumers = {}
-        self._next_offset = {}
+        self._positions = {}
         self._last_commit = {}
+        self._progress = {}
 
     def setup(self):
-        self._consumers, self._next_offset, self._last_commit = {}, {}, {}
+        self._consumers, self._positions, self._last_commit, self._progress = {}, {}, {}, {}
 
     def teardown(self):
         for consumer in self._consumers.values():
@@ -221,24 +312,31 @@ class _ReadPartitionFn(beam.DoFn):
             except Exception:  # closing is best effort; the broker times it out anyway
                 _LOG.debug("error closing consumer", exc_info=True)
         self._consumers = {}
+        for progress in self._progress.values():
+            progress.close()
+        self._progress = {}
 
-    def _consumer(self, tp):
-        consumer = self._consumers.get(tp)
+    def _consumer(self, topic, partitions):
+        from kafka import TopicPartition
+        consumer = self._consumers.get(topic)
         if consumer is None:
             consumer = self._config.consumer(max_poll_records=self._max_records)
-            consumer.assign([tp])
-            self._consumers[tp] = consumer
+            consumer.assign([TopicPartition(topic, p) for p in partitions])
+            self._consumers[topic] = consumer
         return consumer
 
-    def _maybe_commit(self, consumer, tp, offset, force):
+    def _maybe_commit(self, consumer, topic, offsets, force):
         if not self._config.group_id:
             return
+        from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
-        last_offset, last_time = self._last_commit.get(tp, (-1, 0.0))
         now = time.monotonic()
-        if offset > last_offset and (force or now - last_time >= self._commit_interval):
-            consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
-            self._last_commit[tp] = (offset, now)
+        last_offsets, last_time = self._last_commit.get(topic, ({}, 0.0))
+        changed = {p: o for p, o in offsets.items() if o > last_offsets.get(p, -1)}
+        if changed and (force or now - last_time >= self._commit_interval):
+            consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                             for p, o in changed.items()})
+            self._last_commit[topic] = ({**last_offsets, **changed}, now)
 
     def process(self, desc, tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
                 watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)):
@@ -246,54 +344,79 @@ class _ReadPartitionFn(beam.DoFn):
 
     def _read(self, desc, tracker, watermark):
         from kafka import TopicPartition
-        tp = TopicPartition(desc.topic, desc.partition)
-        consumer = self._consumer(tp)
-        start = tracker.current_restriction().start
-        end = desc.end_offset
-        # Everything before `start` was read by bundles the runner has committed.
-        at_commit_point = end is not None and start >= end
-        self._maybe_commit(consumer, tp, start, force=at_commit_point)
+        ranges = tracker.current_restriction().ranges
+        starts = {p: s for p, s, _ in ranges}
+        ends = dict(zip(desc.partitions, desc.end_offsets)) if desc.end_offsets else None
+        consumer = self._consumer(desc.topic, desc.partitions)
+        # Everything before each start was read by bundles the runner committed.
+        at_commit_point = ends is not None and all(starts[p] >= ends[p] for p in starts)
+        self._maybe_commit(consumer, desc.topic, starts, force=at_commit_point)
         if at_commit_point:
-            tracker.try_claim(start)  # the commit point: nothing to read
+            for p in starts:
+                tracker.try_claim((p, starts[p]))  # the commit points: nothing to read
             return
-        if self._next_offset.get(tp) != start:
-            consumer.seek(tp, start)
+        positions = self._positions.setdefault(desc.topic, {})
+        for p, start in starts.items():
+            if positions.get(p) != start:
+                consumer.seek(TopicPartition(desc.topic, p), start)
+                positions[p] = start
+        open_parts = {p for p in starts if ends is None or starts[p] < ends[p]}
+        if ends is not None:  # finished partitions are not polled again
+            consumer.pause(*[TopicPartition(desc.topic, p) for p in starts if p not in open_parts])
         emitted = 0
-        while emitted < self._max_records:
+        last = {}
+        while emitted < self._max_records and open_parts:
             polled = consumer.poll(timeout_ms=self._poll_timeout_ms,
                                    max_records=self._max_records - emitted)
-            records = polled.get(tp, [])
-            if not records:
+            if not polled:
                 break
-            for rec in records:
-                if end is not None and rec.offset >= end:
-                    break
-                if not tracker.try_claim(rec.offset):
-                    self._next_offset.pop(tp, None)
-                    return
-                emitted += 1
-                self._next_offset[tp] = rec.offset + 1
-                yield beam.window.TimestampedValue(
-                    KafkaRecord(rec.topic, rec.partition, rec.offset, rec.key,
-                                rec.value, rec.timestamp),
-                    Timestamp(micros=rec.timestamp * 1000))
-            if end is not None and self._next_offset.get(tp, start) >= end:
-                break
-        if end is not None and self._next_offset.get(tp, start) < end <= consumer.position(tp):
-            # The offsets left before the end hold no records (transaction
-            # markers, compaction): claim up to the end to reach the commit point.
-            if not tracker.try_claim(end - 1):
-                return
-            self._next_offset[tp] = end
-            emitted += 1
+            for tp, records in polled.items():
+                p = tp.partition
+                for rec in records:
+                    if ends is not None and rec.offset >= ends[p]:
+                        break
+                    if not tracker.try_claim((p, rec.offset)):
+                        self._positions.pop(desc.topic, None)
+                        return
+                    emitted += 1
+                    last[p] = rec
+                    positions[p] = rec.offset + 1
+                    watermark.record(p, rec.timestamp)
+                    yield beam.window.TimestampedValue(
+                        KafkaRecord(rec.topic, p, rec.offset, rec.key, rec.value, rec.timestamp),
+                        Timestamp(micros=rec.timestamp * 1000))
+                if ends is not None and positions[p] >= ends[p]:
+                    open_parts.discard(p)
+                    consumer.pause(tp)
+        if ends is not None:
+            for p in list(open_parts):
+                tp = TopicPartition(desc.topic, p)
+                if positions[p] < ends[p] <= consumer.position(tp):
+                    # The offsets left before the end hold no records (transaction
+                    # markers, compaction): claim up to the end.
+                    if not tracker.try_claim((p, ends[p] - 1)):
+                        return
+                    positions[p] = ends[p]
+                    emitted += 1
+            consumer.resume(*consumer.paused())
+        self._report(desc, consumer, positions, last, watermark)
         if emitted == 0:
-            watermark.mark_idle_check()
             tracker.defer_remainder(Duration(seconds=self._resume_delay))
         else:
             tracker.defer_remainder()
 
+    def _report(self, desc, consumer, positions, last, watermark):
+        from kafka import TopicPartition
+        for p in desc.partitions:
+            progress = self._progress.get((desc.topic, p))
+            if progress is None:
+                progress = self._progress[(desc.topic, p)] = PartitionProgress(
+                    self._config, TopicPartition(desc.topic, p))
+            progress.update(consumer, positions.get(p), last.get(p),
+                            watermark.partition_watermark(p))
 
-class _ReadUnboundedPartitionFn(_ReadPartitionFn):
+
+class _ReadUnboundedTopicFn(_ReadTopicFn):
     """The same reader, declared unbounded: it never finishes on its own."""
 
     @beam.DoFn.unbounded_per_element()
@@ -351,7 +474,7 @@ class ReadFromKafka(beam.PTransform):
         self._metadata_timeout = metadata_timeout_seconds
 
     def expand(self, pbegin):
-        reader = _ReadPartitionFn if self._bounded else _ReadUnboundedPartitionFn
+        reader = _ReadTopicFn if self._bounded else _ReadUnboundedTopicFn
         read_fn = reader(self._config, self._max_records, self._poll_timeout_ms,
                          self._resume_delay, self._commit_interval)
         return (pbegin
@@ -359,5 +482,4 @@ class ReadFromKafka(beam.PTransform):
                 | "ListPartitions" >> beam.ParDo(_ListPartitionsFn(
                     self._config, self._topic, self._bounded, self._start_from,
                     self._metadata_timeout, self._idle))
-                | "SpreadPartitions" >> beam.Reshuffle()
-                | "ReadPartitions" >> beam.ParDo(read_fn))
+                | "ReadTopic" >> beam.ParDo(read_fn))

@@ -192,6 +192,7 @@ class _EmitPanesFn(beam.DoFn):
     CLOSED_THROUGH = userstate.ReadModifyWriteStateSpec("closed_through_ms", coders.VarIntCoder())
     NEXT_TICK = userstate.ReadModifyWriteStateSpec("next_tick_ms", coders.VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("firing_pending", coders.BooleanCoder())
+    LAST_EMIT = userstate.ReadModifyWriteStateSpec("last_emit_ms", coders.VarIntCoder())
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
 
@@ -212,6 +213,7 @@ class _EmitPanesFn(beam.DoFn):
                 closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
                 next_tick=beam.DoFn.StateParam(NEXT_TICK),
                 pending=beam.DoFn.StateParam(PENDING),
+                last_emit=beam.DoFn.StateParam(LAST_EMIT),
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK)):
         article_id, published_ms, tally, cooc = keyed[1]
         closed_through = closed_state.read() or 0
@@ -256,26 +258,41 @@ class _EmitPanesFn(beam.DoFn):
             entry[_DIRTY] = True
             target = self._target(key, entry)
             changed_target = target if changed_target is None else min(changed_target, target)
-        windows_state.write(windows)
         current = next_tick.read()
         if changed_target is not None and (current is None or changed_target < current):
             tick.set(_at_ms(changed_target))
             next_tick.write(changed_target)
-        if open_keys and self._early is not None and not pending.read():
-            firing.set(Timestamp.now() + Duration(seconds=self._early))
-            pending.write(True)
+        if open_keys and self._early is not None:
+            # While input flows, panes go out at most every early_firing_seconds,
+            # from here: runners may fire processing-time timers late (Prism 2.75
+            # delays them by seconds while a source keeps it busy). The timer
+            # only flushes what is left when the input stops.
+            now_ms = int(time.time() * 1000)
+            if now_ms - (last_emit.read() or 0) >= self._early * 1000:
+                last_emit.write(now_ms)
+                yield from self._dirty_panes(windows)
+            elif not pending.read():
+                firing.set(Timestamp.now() + Duration(seconds=self._early))
+                pending.write(True)
+        windows_state.write(windows)
 
     @userstate.on_timer(FIRING)
     def on_firing(self, windows_state=beam.DoFn.StateParam(WINDOWS),
-                  pending=beam.DoFn.StateParam(PENDING)):
+                  pending=beam.DoFn.StateParam(PENDING),
+                  last_emit=beam.DoFn.StateParam(LAST_EMIT)):
         pending.write(False)
+        last_emit.write(int(time.time() * 1000))
         windows = windows_state.read() or {}
+        yield from self._dirty_panes(windows)
+        windows_state.write(windows)
+
+    def _dirty_panes(self, windows):
+        """EARLY (or, after ON_TIME, LATE) panes of every window with news."""
         for key in sorted(windows):
             entry = windows[key]
             if entry[_DIRTY]:
                 timing = "LATE" if entry[_ON_TIME_FIRED] else "EARLY"
                 yield from self._panes(key, entry, timing, False)
-        windows_state.write(windows)
 
     @userstate.on_timer(TICK)
     def on_tick(self, fired=beam.DoFn.TimestampParam,

@@ -1,4 +1,4 @@
-"""The ``entitystream`` command: broker, replay, run, inspect, demo."""
+"""The ``entitystream`` command: broker, replay, run, inspect, report, demo."""
 import argparse
 import logging
 import sys
@@ -35,17 +35,20 @@ def _replay(argv):
     articles = list(read_articles(args.paths, skipped))
     if args.limit is not None:
         articles = articles[:args.limit]
+    from pipeline.status import progress_bar
     started = time.monotonic()
 
     def progress(sent, total):
-        print(f"\r  sent {sent}/{total}", end="", file=sys.stderr, flush=True)
+        line = progress_bar(sent, total, time.monotonic() - started)
+        print(f"\r  {line}", end="", file=sys.stderr, flush=True)
 
     sent = publish(articles, bootstrap_servers=bootstrap, topic=args.topic,
                    partitions=args.partitions, order=args.order, progress=progress)
     elapsed = time.monotonic() - started
     print(file=sys.stderr)
     extra = f"; skipped {skipped}" if skipped else ""
-    print(f"sent {sent} articles to {args.topic} at {bootstrap} in {elapsed:.1f}s{extra}")
+    rate = f" ({sent / elapsed:.0f} articles/s)" if elapsed > 0 else ""
+    print(f"sent {sent} articles to {args.topic} at {bootstrap} in {elapsed:.1f}s{rate}{extra}")
     return 0
 
 
@@ -74,6 +77,23 @@ def _inspect(argv):
     return 0
 
 
+def _report(argv):
+    parser = argparse.ArgumentParser(
+        prog="entitystream report",
+        description="Render a PNG chart of the tracked entities' mentions and the tracked "
+                    "tuple over time, from the Avro aggregates in DIR.")
+    parser.add_argument("dir", metavar="DIR")
+    parser.add_argument("--output", default=None,
+                        help="PNG file to write (default DIR/report.png)")
+    parser.add_argument("--entity", action="append", dest="entities", metavar="ID",
+                        help="entity id to plot (repeatable; default the tracked entities)")
+    args = parser.parse_args(argv)
+    from pipeline import report
+    path = report.render(args.dir, output=args.output, entities=args.entities)
+    print(f"wrote {path}")
+    return 0
+
+
 def _demo(argv):
     parser = argparse.ArgumentParser(prog="entitystream demo",
                                      description="Seeds -> local broker -> streaming pipeline "
@@ -91,12 +111,19 @@ def _demo(argv):
                     keep_running=args.keep_running)
 
 
+def _eval_ner(argv):
+    from pipeline.ner_eval import main as eval_main
+    return eval_main(argv)
+
+
 COMMANDS = {
     "broker": (_broker, "start | stop | status of the local Kafka broker"),
     "replay": (_replay, "publish seed files or a corpus to a topic"),
     "run": (_run, "run the pipeline"),
     "inspect": (_inspect, "print the Avro aggregates"),
+    "report": (_report, "render a PNG chart of the tracked entities and tuple"),
     "demo": (_demo, "the whole path on the seeds, with a summary"),
+    "eval-ner": (_eval_ner, "score entity extraction on CoNLL-2003 (bare model vs project)"),
 }
 
 

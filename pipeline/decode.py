@@ -2,7 +2,11 @@
 
 A message is a JSON object with the fields of ``schemas/article.avsc``
 (``published_at`` in epoch milliseconds, or an ISO-8601 string with a time
-zone). Anything else becomes a dead letter: a dict shaped by
+zone). Bytes that are not valid UTF-8 are read as cp1252 (latin-1 for the
+five bytes cp1252 leaves undefined), sequence by sequence, so the valid UTF-8
+around them is kept: the article is kept, the fallback is counted in
+``entitystream_decode_fallbacks_total{encoding}`` and logged with the
+message's coordinates. Anything else becomes a dead letter: a dict shaped by
 ``schemas/dead_letter.avsc`` with a reason, the detail, and the message's
 topic, partition and offset, on the ``dead_letters`` output. One bad message
 never fails the bundle.
@@ -20,7 +24,7 @@ from prometheus_client import Counter
 
 from pipeline.records import Article
 
-__all__ = ["DecodeArticles", "decode_article", "DecodeError",
+__all__ = ["DecodeArticles", "decode_article", "decode_text", "DecodeError",
            "ARTICLES", "DEAD_LETTERS"]
 
 _LOG = logging.getLogger(__name__)
@@ -35,6 +39,10 @@ DEAD_LETTERED = Counter("entitystream_dead_letters",
                         "Messages sent to the dead-letter topic, by reason.",
                         ["reason"])
 
+DECODE_FALLBACKS = Counter("entitystream_decode_fallbacks",
+                           "Messages with bytes that are not UTF-8, decoded with a fallback "
+                           "encoding and kept, by that encoding.", ["encoding"])
+
 ARTICLES = "articles"
 DEAD_LETTERS = "dead_letters"
 
@@ -48,6 +56,32 @@ class DecodeError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def decode_text(value: bytes):
+    """``(text, fallback)``: ``value`` as UTF-8, each invalid byte read as cp1252 (else
+    latin-1); ``fallback`` is None, ``"cp1252"`` or ``"latin-1"`` (when any byte needed it)."""
+    try:
+        return value.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    parts, used, rest = [], set(), value
+    while rest:
+        try:
+            parts.append(rest.decode("utf-8"))
+            break
+        except UnicodeDecodeError as exc:
+            parts.append(rest[:exc.start].decode("utf-8"))
+            for byte in rest[exc.start:exc.end]:
+                try:
+                    parts.append(bytes([byte]).decode("cp1252"))
+                    used.add("cp1252")
+                except UnicodeDecodeError:  # 0x81, 0x8d, 0x8f, 0x90, 0x9d
+                    parts.append(bytes([byte]).decode("latin-1"))
+                    used.add("latin-1")
+            rest = rest[exc.end:]
+    text = "".join(parts)
+    return text, "latin-1" if "latin-1" in used else "cp1252"
 
 
 def _parse_time_ms(value) -> int:
@@ -70,10 +104,11 @@ def decode_article(value: bytes, *, topic: str, partition: int, offset: int) -> 
     """Decode one message value into an ``Article`` or raise ``DecodeError``."""
     if value is None:
         raise DecodeError("empty_message", "the message has no value (tombstone)")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError("invalid_utf8", f"message is not UTF-8: {exc}") from None
+    text, fallback = decode_text(value)
+    if fallback:
+        DECODE_FALLBACKS.labels(fallback).inc()
+        _LOG.warning("%s/%d@%d is not valid UTF-8: decoded with %s", topic, partition,
+                     offset, fallback)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

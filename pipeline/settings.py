@@ -6,14 +6,15 @@ project starts, topic ``articles``, one-hour windows, Avro files under
 
 Environment variables: ``KAFKA_BOOTSTRAP_SERVERS`` (else the local broker is
 started), ``ENTITYSTREAM_TOPIC``, ``ENTITYSTREAM_OUTPUT``,
-``ENTITYSTREAM_METRICS_PORT``, ``ENTITYSTREAM_SPACY_MODEL``.
+``ENTITYSTREAM_METRICS_PORT``, ``ENTITYSTREAM_SPACY_MODEL``,
+``ENTITYSTREAM_TRACKED_ENTITIES``.
 """
 import argparse
 import dataclasses
 import os
 from typing import Optional
 
-from pipeline.entities import DEFAULT_MODEL
+from pipeline.entities import DEFAULT_MODEL, EXCLUDED_LABELS
 
 __all__ = ["Settings", "add_arguments", "from_args", "RUNNERS"]
 
@@ -41,6 +42,9 @@ class Settings:
     tracked_tuples: tuple = (("BRIDGE", "NORTH_KOREA", "RUSSIA"),)
     aggregates_topic: Optional[str] = None  # also publish aggregates as Avro to this topic
     spacy_model: str = DEFAULT_MODEL
+    tracked_entities: Optional[str] = None  # tracked-entities JSON; None: the shipped one
+    rules_only: bool = False  # only tracked entities, without the statistical NER
+    excluded_labels: tuple = tuple(sorted(EXCLUDED_LABELS))  # spaCy labels not counted
     batch_size: int = 64
     max_records_per_call: int = 500
     metrics_port: int = 9477  # 0: no endpoint
@@ -105,6 +109,15 @@ def add_arguments(parser: argparse.ArgumentParser):
                         "(default %(default)s)")
     parser.add_argument("--spacy-model", default=env("ENTITYSTREAM_SPACY_MODEL", d.spacy_model),
                         help="spaCy pipeline package (default %(default)s)")
+    parser.add_argument("--tracked-entities", metavar="PATH",
+                        default=env("ENTITYSTREAM_TRACKED_ENTITIES"),
+                        help="tracked-entities JSON file (default $ENTITYSTREAM_TRACKED_ENTITIES, "
+                             "else pipeline/tracked_entities.json)")
+    parser.add_argument("--rules-only", action="store_true",
+                        help="find only the tracked entities, without the statistical NER")
+    parser.add_argument("--excluded-labels", metavar="LABEL,...", default=",".join(d.excluded_labels),
+                        help="spaCy labels not counted, comma-separated, '' for none "
+                             "(default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="articles per nlp.pipe batch (default %(default)s)")
     parser.add_argument("--metrics-port", type=int,
@@ -141,5 +154,8 @@ def from_args(args: argparse.Namespace) -> Settings:
         tracked_tuples=_tuples(args.tracked_tuple) if args.tracked_tuple else Settings.tracked_tuples,
         aggregates_topic=args.aggregates_topic,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,
+        tracked_entities=args.tracked_entities, rules_only=args.rules_only,
+        excluded_labels=tuple(sorted({l.strip().upper() for l in args.excluded_labels.split(",")
+                                      if l.strip()})),
         batch_size=args.batch_size, metrics_port=args.metrics_port,
         metrics_host=args.metrics_host)

@@ -22,7 +22,7 @@ from pipeline import inspect_output, metrics
 from pipeline.entities import DEFAULT_MODEL
 from pipeline.run import cancel, start
 from pipeline.settings import Settings
-from tests.integration.oracle import expected_final_counts, final_counts_from_rows
+from tests.integration.oracle import expected_final_counts, final_counts_from_rows, oracle_nlp
 
 pytestmark = [pytest.mark.broker, pytest.mark.spacy]
 
@@ -37,7 +37,8 @@ def seed_articles():
 
 @pytest.fixture(scope="module")
 def expected(seed_articles):
-    return expected_final_counts(seed_articles, WINDOW, spacy.load(DEFAULT_MODEL))
+    nlp, types = oracle_nlp(spacy.load(DEFAULT_MODEL))
+    return expected_final_counts(seed_articles, WINDOW, nlp, types)
 
 
 def test_bounded_direct_run_matches_independent_counts(bootstrap, topic, tmp_path,
@@ -54,9 +55,13 @@ def test_bounded_direct_run_matches_independent_counts(bootstrap, topic, tmp_pat
                              enable_auto_commit=False)
     assert consumer.committed(TopicPartition(topic, 0)) == len(seed_articles)
     consumer.close()
-    # Sanity of the oracle itself: five windows, Russia in every one.
+    # Sanity of the oracle itself: five windows, the three tracked entities in every
+    # one, and one id per person (tests/fixtures/seed_tracked_counts.json has the counts).
     assert len({w for w, _ in expected}) == 5
-    assert all((w, "GPE:russia") in expected for w, _ in expected)
+    assert all((w, t) in expected for w, _ in expected for t in ("RUSSIA", "NORTH_KOREA", "BRIDGE"))
+    ids = {e for _, e in expected}
+    assert "PERSON:mikhail mishustin" in ids and "PERSON:mishustin" not in ids
+    assert not any(e.startswith("GPE:") and "korea'" in e for e in ids)
 
 
 def _free_port():
@@ -93,7 +98,7 @@ def test_streaming_prism_run_counts_seeds_and_dead_letters_bad_message(
 
     settings = Settings(topic=topic, output_dir=str(tmp_path), bootstrap_servers=bootstrap,
                         runner="prism", window_seconds=WINDOW, group_id=f"g-{topic}",
-                        early_firing_seconds=1.0, idle_timeout_seconds=2.0, metrics_port=0)
+                        early_firing_seconds=0.5, idle_timeout_seconds=8.0, metrics_port=0)
     result = start(settings)
     try:
         deadline = time.monotonic() + 180
@@ -107,6 +112,21 @@ def test_streaming_prism_run_counts_seeds_and_dead_letters_bad_message(
             time.sleep(0.5)
         assert finals == expected
         after = _scrape(port)
+        # Early panes fire every 0.5 s while articles arrive, before the idle
+        # timeout (8 s) lets the watermark close the windows. How many windows
+        # see one depends on when each article clears NER, so: at least one
+        # window has an EARLY pane 0, and every window ends with a final
+        # ON_TIME pane whose index follows its earlier panes.
+        rows = inspect_output.load(tmp_path, "entity_counts")
+        panes = {}
+        for r in rows:
+            panes.setdefault(r["window_start"], set()).add(
+                (r["pane_index"], r["pane_timing"], r["is_final"]))
+        assert any((0, "EARLY", False) in p for p in panes.values()), panes
+        for window, seen in panes.items():
+            last = max(seen)
+            assert last[1:] == ("ON_TIME", True), (window, seen)
+            assert sorted(i for i, _, _ in seen) == list(range(last[0] + 1)), (window, seen)
     finally:
         cancel(result)
 

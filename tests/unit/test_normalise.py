@@ -48,3 +48,96 @@ def test_seed_003_caption_image_removed():
     out = normalise_text(raw)
     assert "koreadailyus.com" not in out and "YONHAP" not in out
     assert out.startswith("North Korea and Russia will begin operating")
+
+
+# --- Issue 3: entities, control characters, wrapping, boilerplate, headings ---
+
+import re  # noqa: E402
+
+import pytest  # noqa: E402
+
+from pipeline.normalise import end_heading  # noqa: E402
+
+REUTERS = SEEDS.parent.parent / "shared" / "corpora" / "reuters21578"
+needs_reuters = pytest.mark.skipif(
+    not REUTERS.is_dir(), reason=f"Reuters-21578 not found at {REUTERS} (../shared/corpora)")
+
+
+def _first_reuters_body():
+    raw = (REUTERS / "reut2-000.sgm").read_text(encoding="latin-1")
+    return re.search(r"<BODY>(.*?)</BODY>", raw, re.S).group(1)
+
+
+def seed(name):
+    return (SEEDS / name).read_text(encoding="utf-8")
+
+
+def test_entities_and_control_characters_are_decoded_or_removed():
+    # &lt; is an SGML entity; &#3; (Reuters' end-of-text) and a raw \x05 are controls.
+    assert normalise_text("STANDARD OIL &lt;SRD> TO FORM UNIT&#3;") == "STANDARD OIL <SRD> TO FORM UNIT"
+    assert normalise_text("a\x05b\r\nc &amp; d\x85") == "ab\nc & d"
+
+
+@needs_reuters
+def test_reuters_body_is_unwrapped_and_loses_sign_off_and_end_of_text():
+    raw = _first_reuters_body()
+    # The raw body (NEWID 1, BAHIA COCOA REVIEW), read by hand: 17 paragraphs, each
+    # starting with a 4-space indent except the first, hard-wrapped at ~65
+    # characters, then the line " Reuter" and "&#3;".
+    assert raw.endswith(" Reuter\n&#3;") and "\n    The dry period" in raw
+    out = normalise_text(raw).splitlines()
+    assert len(out) == 17
+    assert out[0] == ("Showers continued throughout the week in the Bahia cocoa zone, alleviating "
+                      "the drought since early January and improving prospects for the coming "
+                      "temporao, although normal humidity levels have not been restored, "
+                      "Comissaria Smith said in its weekly review.")
+    assert out[1] == "The dry period means the temporao will be late this year."
+    assert out[-1] == ("Final figures for the period to February 28 are expected to be published "
+                       "by the Brazilian Cocoa Trade Commission after carnival which ends midday "
+                       "on February 27.")
+    assert not any("Reuter" == line or "&#" in line or "\x03" in line for line in out)
+
+
+def test_short_unwrapped_lines_are_not_joined():
+    # Lines under 80 characters but neither indented nor mostly long and unfinished.
+    assert normalise_text("Short one.\nShort two.\nShort three.") == "Short one.\nShort two.\nShort three."
+
+
+def test_seed_002_contact_and_follow_lines_are_dropped():
+    raw = seed("002_d81ee71600668249.txt")
+    assert raw.rstrip().endswith("- Follow EurAsian Times on Google News")
+    out = normalise_text(raw).splitlines()
+    # The last article paragraph, read by hand, is the one about the United States.
+    assert out[-1].startswith("Such financial arrangements are not unprecedented.")
+    assert not any("gmail" in l or "(at)" in l or "Google News" in l for l in out)
+
+
+def test_seed_003_byline_with_address_is_dropped():
+    raw = seed("003_b6ba5cc7916ebe2b.txt")
+    assert raw.rstrip().endswith("BY PARK HYUN-JU [shin.minhee@joongang.co.kr]")
+    out = normalise_text(raw).splitlines()
+    assert out[-1].startswith("The British Ministry of Defence said")
+
+
+def test_seed_001_and_002_headings_end_as_sentences():
+    # By hand: seed 001 has two sub-headings and seed 002 one, each in title case with no
+    # final stop, followed by a paragraph that starts with a capital.
+    out1 = normalise_text(seed("001_00d78a7f7132cefb.txt")).splitlines()
+    assert "How Putin's Pyongyang Visit Cemented Crucial Infrastructure Deal." in out1
+    assert "The Regional Implications of Russia-North Korea Connectivity Boost." in out1
+    out2 = normalise_text(seed("002_d81ee71600668249.txt")).splitlines()
+    assert "Russia & North Korea Forge Deeper Military Ties." in out2
+    # Sentence-case paragraphs and the dateline (no word of 4+ letters) are left alone.
+    out4 = normalise_text(seed("004_b499a5c0f51b9694.txt")).splitlines()
+    assert out4[1] == "May 3, 2025, 12:23 pm"
+    assert sum(l.endswith("..") for l in out1 + out2 + out4) == 0
+
+
+def test_a_last_line_is_not_a_heading_to_end():
+    assert normalise_text("Kim Visits Moscow") == "Kim Visits Moscow"
+
+
+def test_end_heading():
+    assert end_heading("BAHIA COCOA REVIEW") == "BAHIA COCOA REVIEW."
+    assert end_heading('He said "yes."') == 'He said "yes."'
+    assert end_heading("Why?") == "Why?"

@@ -1,35 +1,47 @@
-"""The Kafka source's per-partition watermark: max timestamp, idle advance."""
+"""The Kafka source's watermark: per partition the newest timestamp (or the
+clock once idle), the minimum over partitions, never moving back."""
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from connectors import kafka_read
-from connectors.kafka_read import _IdleAwareWatermarkEstimator
+from connectors.kafka_read import _TopicWatermarkEstimator
 
 
-def test_watermark_is_max_timestamp_seen(monkeypatch):
+def estimator(now, partitions=(0, 1), idle=5.0):
+    return _TopicWatermarkEstimator(((), tuple((p, now) for p in partitions), idle,
+                                     MIN_TIMESTAMP))
+
+
+def test_slowest_partition_holds_the_watermark(monkeypatch):
     monkeypatch.setattr(kafka_read.time, "time", lambda: 1000.0)
-    est = _IdleAwareWatermarkEstimator((MIN_TIMESTAMP, 1000.0, 5.0))
-    for t in (10, 30, 20):
-        est.observe_timestamp(Timestamp(t))
-    assert est.current_watermark() == Timestamp(30)
+    est = estimator(1000.0)
+    est.record(0, 30_000)
+    est.record(0, 50_000)
+    assert est.current_watermark() == MIN_TIMESTAMP   # partition 1 has nothing yet
+    est.record(1, 20_000)
+    assert est.current_watermark() == Timestamp(20)   # min(50 s, 20 s)
+    est.record(1, 60_000)
+    assert est.current_watermark() == Timestamp(50)
 
 
 def test_idle_partition_follows_the_clock_after_timeout(monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(kafka_read.time, "time", lambda: now[0])
-    est = _IdleAwareWatermarkEstimator((MIN_TIMESTAMP, 1000.0, 5.0))
-    est.observe_timestamp(Timestamp(30))
-    now[0] = 1004.0                      # 4 s quiet: not idle yet
-    est.mark_idle_check()
+    est = estimator(1000.0)
+    est.record(0, 900_000)
+    est.record(1, 30_000)
+    now[0] = 1004.0                       # 4 s quiet: not idle yet
     assert est.current_watermark() == Timestamp(30)
-    now[0] = 1010.0                      # 10 s quiet: watermark = now - 5 s
-    est.mark_idle_check()
+    now[0] = 1010.0                       # 10 s quiet: each partition at now - 5 s
+    # partition 0: max(900 s, 1005 s) = 1005; partition 1: max(30, 1005) = 1005
     assert est.current_watermark() == Timestamp(1005)
-    # State survives a checkpoint: (watermark, last activity, idle timeout).
-    assert est.get_estimator_state() == (Timestamp(1005), 1000.0, 5.0)
 
 
-def test_idle_advance_never_moves_backwards(monkeypatch):
-    monkeypatch.setattr(kafka_read.time, "time", lambda: 100.0)
-    est = _IdleAwareWatermarkEstimator((Timestamp(5000), 0.0, 5.0))
-    est.mark_idle_check()                # now - 5 = 95 < 5000
-    assert est.current_watermark() == Timestamp(5000)
+def test_watermark_never_moves_back_and_survives_checkpoints(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(kafka_read.time, "time", lambda: now[0])
+    est = estimator(1000.0, partitions=(0,))
+    est.record(0, 500_000)
+    assert est.current_watermark() == Timestamp(500)
+    resumed = _TopicWatermarkEstimator(est.get_estimator_state())
+    resumed.record(0, 100_000)            # an older record: no step back
+    assert resumed.current_watermark() == Timestamp(500)

@@ -1,0 +1,153 @@
+"""Extraction-stage throughput: the project's extraction against bare ``nlp.pipe``, one run.
+
+    .venv/bin/python benchmarks/extraction.py [--articles 1000] [--batch-size 64] [--corpus PATH]
+
+Workload: the first N Reuters-21578 articles with a body (or the seeds,
+repeated, when the corpus is absent), normalised and joined as the pipeline
+reads them (``normalise_text``, ``article_text``). Every side runs in this
+process on the same texts, one after the other, with its model loaded and
+warmed up on one batch first; only the pass over the N texts is timed:
+
+1. bare ``nlp.pipe``, the model as shipped (tok2vec, tagger, parser,
+   attribute_ruler, lemmatizer, ner): what a first script would run;
+2. bare ``nlp.pipe``, ``ner`` + ``senter`` only: the least spaCy work that
+   gives entities and sentences;
+3. the project's extraction stage, full: ``_RecogniseEntitiesFn`` (the
+   ExtractEntities DoFn) driven directly, without a runner: batching,
+   ``load_model`` (ner, senter, tagger/lemmatizer for the lemma patterns,
+   tracked-entity ruler), ``entities_of`` and the metrics;
+4. the same, ``rules_only=True``: tracked entities only;
+5. rules-only with BRIDGE written as noun forms and tags (``LOWER`` in
+   bridge/bridges, ``TAG`` NN/NNS/NNP/NNPS) instead of ``LEMMA``: the tagger
+   without the attribute ruler and lemmatizer.
+
+Prints a markdown table (articles/s, words/s, ratio to bare as shipped).
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from apache_beam.transforms.window import GlobalWindow  # noqa: E402
+from apache_beam.utils.windowed_value import WindowedValue  # noqa: E402
+
+from connectors.replay import read_articles  # noqa: E402
+from pipeline.entities import DEFAULT_MODEL, EXCLUDED_LABELS, _RecogniseEntitiesFn, article_text  # noqa: E402
+from pipeline.gazetteer import DEFAULT_TRACKED_ENTITIES  # noqa: E402
+from pipeline.normalise import normalise_text  # noqa: E402
+from pipeline.records import Article  # noqa: E402
+
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "reuters21578"
+
+
+def workload(corpus, count):
+    if corpus.exists():
+        arts = []
+        for a in read_articles([corpus]):
+            arts.append(a)
+            if len(arts) >= count:
+                break
+        name = "Reuters-21578"
+    else:
+        seeds = list(read_articles([ROOT / "seeds"]))
+        arts = [dict(s, id=f"{s['id']}-{i}") for i in range(count // 5 + 1) for s in seeds][:count]
+        name = "seeds (repeated)"
+    records = [Article(a["id"], a["source"], None, normalise_text(a["title"]),
+                       normalise_text(a["body"]), a["published_at"], "en", "bench", 0, i)
+               for i, a in enumerate(arts)]
+    return records, name
+
+
+def bare_model(pipes):
+    import spacy
+    nlp = spacy.load(DEFAULT_MODEL)
+    for pipe in nlp.component_names:
+        if pipe in pipes and pipe in nlp.disabled:
+            nlp.enable_pipe(pipe)
+        elif pipe not in pipes and pipe not in nlp.disabled:
+            nlp.disable_pipe(pipe)
+    return nlp
+
+
+def time_bare(nlp, texts, batch_size):
+    list(nlp.pipe(texts[:batch_size], batch_size=batch_size))  # warm-up
+    started = time.perf_counter()
+    ents = sum(len(doc.ents) for doc in nlp.pipe(texts, batch_size=batch_size))
+    return time.perf_counter() - started, ents
+
+
+def tag_variant(directory):
+    """The default tracked entities with BRIDGE matched by noun forms and tags."""
+    doc = json.loads(DEFAULT_TRACKED_ENTITIES.read_text(encoding="utf-8"))
+    for entity in doc["entities"]:
+        if entity["id"] == "BRIDGE":
+            entity["aliases"] = ["Friendship Bridge", [{"LOWER": {"IN": ["bridge", "bridges"]},
+                                 "TAG": {"IN": ["NN", "NNS", "NNP", "NNPS"]}}]]
+    path = pathlib.Path(directory) / "tracked_tag.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
+def time_stage(records, batch_size, rules_only, tracked_entities=None):
+    fn = _RecogniseEntitiesFn(DEFAULT_MODEL, batch_size, EXCLUDED_LABELS, tracked_entities,
+                              rules_only)
+    fn.setup()
+
+    def run(batch):
+        fn.start_bundle()
+        out = []
+        for r in batch:
+            out.extend(fn.process(r, wv=WindowedValue(r, 0, [GlobalWindow()])))
+        out.extend(fn.finish_bundle())
+        return out
+
+    run(records[:batch_size])  # warm-up
+    started = time.perf_counter()
+    out = run(records)
+    return time.perf_counter() - started, sum(len(wv.value.mentions) for wv in out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--articles", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--corpus", type=pathlib.Path, default=DEFAULT_CORPUS)
+    args = parser.parse_args(argv)
+    records, name = workload(args.corpus, args.articles)
+    texts = [article_text(r) for r in records]
+    n, words = len(texts), sum(len(t.split()) for t in texts)
+    shipped = bare_model(("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "ner"))
+    runs = [("bare `nlp.pipe`, model as shipped", *time_bare(shipped, texts, args.batch_size),
+             "entities")]
+    del shipped
+    runs.append(("bare `nlp.pipe`, ner + senter",
+                 *time_bare(bare_model(("ner", "senter")), texts, args.batch_size), "entities"))
+    runs.append(("ExtractEntities DoFn, full", *time_stage(records, args.batch_size, False),
+                 "mentions"))
+    runs.append(("ExtractEntities DoFn, rules-only", *time_stage(records, args.batch_size, True),
+                 "mentions"))
+    with tempfile.TemporaryDirectory() as tmp:
+        runs.append(("ExtractEntities DoFn, rules-only, BRIDGE by LOWER+TAG",
+                     *time_stage(records, args.batch_size, True, tag_variant(tmp)), "mentions"))
+    base = runs[0][1]
+    table = ["| extraction | articles/s | words/s | found | ratio to shipped bare |",
+             "|---|---:|---:|---:|---:|"]
+    table += [f"| {what} | {n / s:.1f} | {words / s:,.0f} | {found:,} {unit} | {base / s:.2f}x |"
+              for what, s, found, unit in runs]
+    print(f"{dt.date.today()} — {n} {name} articles ({words:,} words), batch {args.batch_size}; "
+          f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"command: `.venv/bin/python benchmarks/extraction.py --articles {args.articles}`\n")
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

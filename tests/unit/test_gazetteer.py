@@ -1,0 +1,77 @@
+"""The tracked-entities file: the shipped default and every schema error."""
+import json
+
+import pytest
+
+from pipeline.gazetteer import DEFAULT_TRACKED_ENTITIES, load_tracked_entities
+
+RUSSIA = {"id": "RUSSIA", "name": "Russia", "type": "GPE", "aliases": ["Russia"]}
+
+
+def write(tmp_path, doc):
+    path = tmp_path / "tracked.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_default_file_has_the_seed_entities():
+    g = load_tracked_entities()
+    assert g.source == str(DEFAULT_TRACKED_ENTITIES)
+    assert g.types == {"RUSSIA": "GPE", "NORTH_KOREA": "GPE", "BRIDGE": "FAC"}
+    phrases = {a.pattern for e in g.entities for a in e.aliases if isinstance(a.pattern, str)}
+    assert {"Russia", "Russian Federation", "Russian", "Russians", "North Korea", "DPRK",
+            "Democratic People's Republic of Korea", "North Korean", "North Koreans"} <= phrases
+    # BRIDGE matches on lemma and part of speech: the tagger must run.
+    assert g.needs_tagger and "LEMMA" in g.token_attrs
+    demonyms = {a.pattern: a.label for e in g.entities for a in e.aliases if a.label}
+    assert demonyms == {"Russian": "NORP", "Russians": "NORP", "North Korean": "NORP",
+                        "North Koreans": "NORP"}
+
+
+def test_span_ruler_patterns_carry_id_and_label():
+    g = load_tracked_entities()
+    patterns = g.span_ruler_patterns()
+    assert {"label": "NORP", "pattern": "Russian", "id": "RUSSIA"} in patterns
+    assert {"label": "GPE", "pattern": "DPRK", "id": "NORTH_KOREA"} in patterns
+
+
+def test_a_user_file_without_token_patterns_needs_no_tagger(tmp_path):
+    g = load_tracked_entities(write(tmp_path, {"version": 1, "entities": [RUSSIA]}))
+    assert not g.needs_tagger and g.phrase_matcher_attr == "LOWER"
+
+
+@pytest.mark.parametrize("doc, message", [
+    ("{not json", "not valid JSON"),
+    ([RUSSIA], "top level: expected an object"),
+    ({"entities": [RUSSIA], "entitys": []}, "unknown keys ['entitys']"),
+    ({"version": 2, "entities": [RUSSIA]}, "only version 1"),
+    ({"phrase_matcher_attr": "LEMMA", "entities": [RUSSIA]}, "phrase_matcher_attr: must be one of"),
+    ({"entities": {"RUSSIA": RUSSIA}}, "entities: must be a list"),
+    ({"entities": [dict(RUSSIA, id="russia")]}, "entities[0].id: must be upper-case"),
+    ({"entities": [dict(RUSSIA, id="GPE:RUSSIA")]}, "entities[0].id: must be upper-case"),
+    ({"entities": [{k: v for k, v in RUSSIA.items() if k != "type"}]}, "missing ['type']"),
+    ({"entities": [dict(RUSSIA, type="gpe")]}, "entities[0].type: must be an upper-case label"),
+    ({"entities": [dict(RUSSIA, name=" ")]}, "entities[0].name: must be a non-empty string"),
+    ({"entities": [dict(RUSSIA, aliases=[])]}, "entities[0].aliases: must be a non-empty list"),
+    ({"entities": [dict(RUSSIA, aliases=["Russia", ""])]}, "entities[0].aliases[1]: a phrase alias"),
+    ({"entities": [dict(RUSSIA, aliases=[42])]}, "entities[0].aliases[0]: an alias is"),
+    ({"entities": [dict(RUSSIA, aliases=[[{"LEMMA": {"IN": "bridge"}}]])]},
+     "entities[0].aliases[0]: not a valid spaCy token pattern"),
+    ({"entities": [dict(RUSSIA, aliases=[{"pattern": "Russian", "label": "norp"}])]},
+     "entities[0].aliases[0]: label must be upper-case"),
+    ({"entities": [dict(RUSSIA, aliases=[{"text": "Russian"}])]}, "an alias object has 'pattern'"),
+    ({"entities": [RUSSIA, RUSSIA]}, "entities[1].id: RUSSIA is listed twice"),
+    ({"entities": [RUSSIA, dict(RUSSIA, id="RUS", aliases=["RUSSIA"])]},
+     "entities[1].aliases[0]: phrase 'RUSSIA' is already an alias of RUSSIA"),
+])
+def test_schema_errors_name_the_entry_and_the_problem(tmp_path, doc, message):
+    path = write(tmp_path, doc)
+    with pytest.raises(ValueError) as info:
+        load_tracked_entities(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_names_the_flag(tmp_path):
+    with pytest.raises(ValueError, match="cannot read it .*--tracked-entities"):
+        load_tracked_entities(tmp_path / "nope.json")
