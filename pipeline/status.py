@@ -29,7 +29,9 @@ def _duration(seconds):
         return f"{seconds}s"
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def progress_bar(sent, total, elapsed_s, width=24):
@@ -69,8 +71,10 @@ def status_line(previous, current):
     interval = max(1e-9, current["at"] - previous["at"])
     rate = (current["consumed"] - previous["consumed"]) / interval
 
-    def seconds(value):
-        return "n/a" if value is None else f"{value:.1f} s"
+    def seconds(value):  # a replay of old articles has a watermark lag of months
+        if value is None:
+            return "n/a"
+        return f"{value:.1f} s" if value < 120 else _duration(value)
 
     return (f"status {time.strftime('%H:%M:%S', time.localtime(current['at']))}  "
             f"{rate:.1f} articles/s ({current['consumed']:.0f} total)  "

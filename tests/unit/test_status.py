@@ -44,6 +44,13 @@ def test_status_line_reports_rate_totals_and_the_worst_lag():
     assert "dead letters 2" in line
 
 
+def test_long_lags_read_as_durations():
+    registry, _, lag = _registry()
+    lag.labels("t", "0").set(47_029_081.4)  # a replay of articles from last year
+    line = status_line(dict(snapshot(registry), at=0.0), dict(snapshot(registry), at=1.0))
+    assert "lag 0 records, 544d07h" in line
+
+
 def test_status_line_without_progress_metrics_says_not_available():
     registry = CollectorRegistry()
     a, b = dict(snapshot(registry), at=0.0), dict(snapshot(registry), at=10.0)
