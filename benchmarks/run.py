@@ -47,8 +47,8 @@ def workload(corpus, count):
     return [dict(s, id=f"{s['id']}-{i}") for i in range(count // 5 + 1) for s in seeds][:count], "seeds (repeated)"
 
 
-def bare_nlp_pipe(arts, batch_size):
-    nlp = load_model(DEFAULT_MODEL)
+def bare_nlp_pipe(arts, batch_size, rules_only=False):
+    nlp = load_model(DEFAULT_MODEL, rules_only=rules_only)
     texts = [article_text(Article(a["id"], "", None, normalise_text(a["title"]),
                                   normalise_text(a["body"]), 0, "en", "", 0, 0)) for a in arts]
     started = time.perf_counter()
@@ -56,13 +56,14 @@ def bare_nlp_pipe(arts, batch_size):
     return time.perf_counter() - started, sum(len(t.split()) for t in texts), ents
 
 
-def pipeline_run(arts, bootstrap, runner, batch_size):
+def pipeline_run(arts, bootstrap, runner, batch_size, rules_only=False, ner_processes=1):
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     publish(arts, bootstrap_servers=bootstrap, topic=topic)
     with tempfile.TemporaryDirectory() as out:
         settings = Settings(topic=topic, output_dir=out, bootstrap_servers=bootstrap,
                             runner=runner, bounded=True, batch_size=batch_size,
-                            group_id=f"bench-{topic}", metrics_port=0)
+                            group_id=f"bench-{topic}", metrics_port=0,
+                            rules_only=rules_only, ner_processes=ner_processes)
         started = time.perf_counter()
         result = start(settings)
         wait(result) if runner == "prism" else result.wait_until_finish()
@@ -77,6 +78,8 @@ def main(argv=None):
     parser.add_argument("--runner", choices=("direct", "prism"), default="direct")
     parser.add_argument("--corpus", type=pathlib.Path, default=DEFAULT_CORPUS)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rules-only", action="store_true")
+    parser.add_argument("--ner-processes", type=int, default=1)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
     if args.runner == "prism":
@@ -84,17 +87,20 @@ def main(argv=None):
         os.environ.setdefault("ENTITYSTREAM_PRISM_BIN", ensure_prism())
     arts, name = workload(args.corpus, args.articles)
     bootstrap = resolve_bootstrap(Settings())
-    bare_s, words, ents = bare_nlp_pipe(arts, args.batch_size)
-    pipe_s, files = pipeline_run(arts, bootstrap, args.runner, args.batch_size)
+    bare_s, words, ents = bare_nlp_pipe(arts, args.batch_size, args.rules_only)
+    pipe_s, files = pipeline_run(arts, bootstrap, args.runner, args.batch_size,
+                                 args.rules_only, args.ner_processes)
     n = len(arts)
     rows = [("bare nlp.pipe (the pipeline's load_model)", n / bare_s, words / bare_s, 1.0),
-            (f"end-to-end, {args.runner}, bounded", n / pipe_s, words / pipe_s, bare_s / pipe_s)]
+            (f"end-to-end, {args.runner}, bounded, {args.ner_processes} NER process(es)"
+             + (", rules-only" if args.rules_only else ""),
+             n / pipe_s, words / pipe_s, bare_s / pipe_s)]
     table = ["| workload | articles/s | words/s | ratio to bare |", "|---|---:|---:|---:|"]
     table += [f"| {w} | {a:.1f} | {wd:,.0f} | {r:.2f}x |" for w, a, wd, r in rows]
     header = (f"{dt.date.today()} — {n} {name} articles ({words:,} words, {ents:,} entities), "
               f"batch {args.batch_size}; {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}; {files} Avro pane files written; "
-              f"command: `./dev bench --articles {args.articles} --runner {args.runner}`")
+              f"command: `./dev bench {' '.join(argv if argv is not None else sys.argv[1:])}`")
     text = header + "\n\n" + "\n".join(table) + "\n"
     print(text)
     if args.write_docs:

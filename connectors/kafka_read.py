@@ -193,14 +193,14 @@ class _OffsetsTracker(RestrictionTracker):
             raise ValueError(f"offsets left unclaimed (partition: (next, stop)): {left}")
 
     def current_progress(self):
+        # A fraction, as Beam's OffsetRestrictionTracker reports it (work
+        # counts of 0 make the SDK divide by zero); 0 for unbounded ranges.
         total = sum(stop - start for _, start, stop in self._restriction.ranges
                     if stop != _UNBOUNDED_STOP)
         done = sum(self._next[p] - start for p, start, stop in self._restriction.ranges
                    if stop != _UNBOUNDED_STOP)
-        remaining = max(0, total - done)
-        if done + remaining == 0:  # unbounded or empty: Beam divides by the total
-            remaining = 1
-        return RestrictionProgress(completed=done, remaining=remaining)
+        fraction = min(1.0, done / total) if total > 0 else 0.0
+        return RestrictionProgress(fraction=fraction)
 
     def is_bounded(self):
         return all(stop != _UNBOUNDED_STOP for _, _, stop in self._restriction.ranges)

@@ -232,18 +232,69 @@ def article_text(article) -> str:
     return f"{end_heading(title)}\n{body}"
 
 
+# --- NER in worker processes -------------------------------------------------
+# With processes > 1 the batches go to a pool of spawned processes, each with
+# its own model, so NER uses several cores while this process reads, decodes
+# and aggregates. Only texts go out and only Mention tuples come back (never
+# spaCy Docs). 'spawn', not 'fork': the SDK worker runs gRPC threads, which a
+# fork would copy mid-flight.
+_POOLS = {}
+_WORKER = {}
+
+
+def _init_worker(model, tracked_entities, rules_only, excluded):
+    nlp = load_model(model, tracked_entities, rules_only)
+    _WORKER["state"] = (nlp, frozenset(excluded), nlp.get_pipe(RULER).gazetteer.types)
+
+
+def _extract_in_worker(texts):
+    nlp, excluded, types = _WORKER["state"]
+    return [entities_of(doc, excluded, types) for doc in nlp.pipe(texts, batch_size=len(texts))]
+
+
+def _pool(processes, model, tracked_entities, rules_only, excluded):
+    key = (processes, model, tracked_entities, rules_only, excluded)
+    pool = _POOLS.get(key)
+    if pool is None:
+        import atexit
+        import concurrent.futures
+        import multiprocessing
+        pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(model, tracked_entities, rules_only, excluded))
+        atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+        _POOLS[key] = pool
+    return pool
+
+
 class _RecogniseEntitiesFn(beam.DoFn):
-    def __init__(self, model, batch_size, excluded_labels, tracked_entities, rules_only):
+    def __init__(self, model, batch_size, excluded_labels, tracked_entities, rules_only,
+                 processes=1):
         self._model = model
         self._batch_size = batch_size
         self._excluded = frozenset(excluded_labels)
         self._tracked_entities = tracked_entities
         self._rules_only = rules_only
+        self._processes = processes
         self._buffer = []
 
     def setup(self):
         self._nlp = load_model(self._model, self._tracked_entities, self._rules_only)
         self._types = self._nlp.get_pipe(RULER).gazetteer.types
+        self._workers = None
+        if self._processes > 1:
+            self._workers = _pool(self._processes, self._model, self._tracked_entities,
+                                  self._rules_only, tuple(sorted(self._excluded)))
+
+    def _mentions(self, texts):
+        if self._workers is None:
+            return [entities_of(doc, self._excluded, self._types)
+                    for doc in self._nlp.pipe(texts, batch_size=len(texts))]
+        # One share of the batch per process, results kept in order.
+        step = -(-len(texts) // self._processes)
+        futures = [self._workers.submit(_extract_in_worker, texts[i:i + step])
+                   for i in range(0, len(texts), step)]
+        return [mentions for future in futures for mentions in future.result()]
 
     def start_bundle(self):
         self._buffer = []
@@ -261,12 +312,10 @@ class _RecogniseEntitiesFn(beam.DoFn):
         if not batch:
             return
         started = time.perf_counter()
-        docs = list(self._nlp.pipe((article_text(wv.value) for wv in batch),
-                                   batch_size=len(batch)))
+        found = self._mentions([article_text(wv.value) for wv in batch])
         NER_BATCH_SECONDS.observe(time.perf_counter() - started)
         NER_BATCH_SIZE.observe(len(batch))
-        for wv, doc in zip(batch, docs):
-            mentions = entities_of(doc, self._excluded, self._types)
+        for wv, mentions in zip(batch, found):
             for m in mentions:
                 ENTITIES.labels(m.label).inc()
                 if m.entity_id in self._types:
@@ -288,6 +337,8 @@ class ExtractEntities(beam.PTransform):
         ``pipeline/tracked_entities.json``); checked here, when the pipeline is built.
       rules_only: only the tracked entities, without the statistical NER
         (default False).
+      processes: NER processes (default 1: in this process); more use more
+        cores, each process loading its own model.
 
     Example::
 
@@ -295,10 +346,13 @@ class ExtractEntities(beam.PTransform):
     """
 
     def __init__(self, *, model=DEFAULT_MODEL, batch_size=64, excluded_labels=EXCLUDED_LABELS,
-                 tracked_entities=None, rules_only=False):
+                 tracked_entities=None, rules_only=False, processes=1):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self._processes = processes
         from pipeline.gazetteer import load_tracked_entities
         load_tracked_entities(tracked_entities)  # a bad file fails the build, not a worker
         self._model = model
@@ -310,4 +364,4 @@ class ExtractEntities(beam.PTransform):
     def expand(self, articles):
         return articles | "RecogniseEntities" >> beam.ParDo(
             _RecogniseEntitiesFn(self._model, self._batch_size, self._excluded,
-                                 self._tracked_entities, self._rules_only))
+                                 self._tracked_entities, self._rules_only, self._processes))

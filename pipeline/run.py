@@ -60,7 +60,8 @@ def build(p, settings: Settings, bootstrap_servers: str):
                                                          batch_size=settings.batch_size,
                                                          excluded_labels=settings.excluded_labels,
                                                          tracked_entities=settings.tracked_entities,
-                                                         rules_only=settings.rules_only)
+                                                         rules_only=settings.rules_only,
+                                                         processes=settings.ner_processes)
                   | "AggregateEntities" >> AggregateEntities(
                       window_seconds=settings.window_seconds,
                       sliding_window_seconds=settings.sliding_window_seconds,

@@ -44,6 +44,7 @@ class Settings:
     spacy_model: str = DEFAULT_MODEL
     tracked_entities: Optional[str] = None  # tracked-entities JSON; None: the shipped one
     rules_only: bool = False  # only tracked entities, without the statistical NER
+    ner_processes: int = 1  # >1: NER in that many worker processes (more cores)
     excluded_labels: tuple = tuple(sorted(EXCLUDED_LABELS))  # spaCy labels not counted
     batch_size: int = 64
     max_records_per_call: int = 500
@@ -53,7 +54,7 @@ class Settings:
     def __post_init__(self):
         if self.runner not in RUNNERS:
             raise ValueError(f"runner must be one of {RUNNERS}, got {self.runner!r}")
-        for name in ("window_seconds", "batch_size", "max_records_per_call"):
+        for name in ("window_seconds", "batch_size", "max_records_per_call", "ner_processes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.early_firing_seconds <= 0 or self.idle_timeout_seconds <= 0:
@@ -118,6 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--excluded-labels", metavar="LABEL,...", default=",".join(d.excluded_labels),
                         help="spaCy labels not counted, comma-separated, '' for none "
                              "(default %(default)s)")
+    parser.add_argument("--ner-processes", type=int, default=d.ner_processes,
+                        help="NER worker processes; 2 uses both cores of a 2-core machine "
+                             "(default %(default)s: in the pipeline's process)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="articles per nlp.pipe batch (default %(default)s)")
     parser.add_argument("--metrics-port", type=int,
@@ -155,6 +159,7 @@ def from_args(args: argparse.Namespace) -> Settings:
         aggregates_topic=args.aggregates_topic,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,
         tracked_entities=args.tracked_entities, rules_only=args.rules_only,
+        ner_processes=args.ner_processes,
         excluded_labels=tuple(sorted({l.strip().upper() for l in args.excluded_labels.split(",")
                                       if l.strip()})),
         batch_size=args.batch_size, metrics_port=args.metrics_port,
