@@ -52,6 +52,7 @@ import time
 
 import apache_beam as beam
 from apache_beam.coders import coders
+from apache_beam.runners.worker.statecache import CacheAware
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -178,6 +179,21 @@ def _at_ms(ms: int) -> Timestamp:
     return Timestamp(micros=(ms - 1) * 1000)
 
 
+class _OpenWindows(dict, CacheAware):
+    """The open windows, as kept in state: a dict that tells Beam's state cache
+    its weight without a deep walk. The SDK sizes every cached state value with
+    objsize at each commit, which for this dict (every open window's tallies)
+    cost more than NER itself (measured: 23 s of a 45 s run on 300 articles)."""
+
+    _BYTES_PER_ENTRY = 4096  # a rough weight: an open window with its tallies
+
+    def get_referents_for_cache(self):
+        return []
+
+    def __sizeof__(self):
+        return dict.__sizeof__(self) + self._BYTES_PER_ENTRY * len(self)
+
+
 # Window state entry fields.
 _MENTIONS, _COOC, _DIRTY, _ON_TIME_FIRED, _PANE, _IDS = range(6)
 
@@ -217,7 +233,7 @@ class _EmitPanesFn(beam.DoFn):
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK)):
         article_id, published_ms, tally, cooc = keyed[1]
         closed_through = closed_state.read() or 0
-        windows = windows_state.read() or {}
+        windows = windows_state.read() or _OpenWindows()
         keys = [(spec.family, s, e) for spec in self._specs for s, e in assign(spec, published_ms)]
         open_keys, expired = [], []
         for key in keys:
@@ -282,7 +298,7 @@ class _EmitPanesFn(beam.DoFn):
                   last_emit=beam.DoFn.StateParam(LAST_EMIT)):
         pending.write(False)
         last_emit.write(int(time.time() * 1000))
-        windows = windows_state.read() or {}
+        windows = windows_state.read() or _OpenWindows()
         yield from self._dirty_panes(windows)
         windows_state.write(windows)
 
@@ -303,7 +319,7 @@ class _EmitPanesFn(beam.DoFn):
         # The watermark has reached `fired`: every boundary up to it has passed.
         through = max(closed_state.read() or 0, Timestamp.of(fired).micros // 1000 + 1)
         closed_state.write(through)
-        windows = windows_state.read() or {}
+        windows = windows_state.read() or _OpenWindows()
         for key in sorted(windows):
             family, _, end_ms = key
             entry = windows[key]
