@@ -57,6 +57,13 @@ def test_seeds_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):
     kinds = {k[0] for k in want}
     assert kinds == {"entity_counts", "sliding_entity_counts", "running_entity_counts",
                      "cooccurrence", "running_cooccurrence"}
+    # Hand-checked (tests/fixtures/seed_tracked_counts.json): every seed holds
+    # RUSSIA, NORTH_KOREA and BRIDGE, so the tracked tuple is in all 5
+    # articles in the running totals, and in the one article of each seed's hour.
+    tuple_key = ("BRIDGE", "NORTH_KOREA", "RUSSIA")
+    assert got[("running_cooccurrence", 0, "article", tuple_key, True)] == (5, 5)
+    hours = [k for k in got if k[0] == "cooccurrence" and k[2:] == ("article", tuple_key, True)]
+    assert len(hours) == 5 and all(got[k] == (1, 1) for k in hours)
 
 
 def test_reuters_slice_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):

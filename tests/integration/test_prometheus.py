@@ -50,8 +50,7 @@ WINDOW = 3600
 # in a fallback encoding, no failed write), or that the tracked-tuple count
 # produces (drop it from here once the pipeline counts tuples): a query on
 # them must evaluate, but need not return data.
-MAY_BE_ABSENT = {"entitystream_decode_fallbacks_total", "entitystream_sink_write_failures_total",
-                 "entitystream_tracked_tuple_articles_total"}
+MAY_BE_ABSENT = {"entitystream_decode_fallbacks_total", "entitystream_sink_write_failures_total"}
 
 
 def _tool(name):
