@@ -121,6 +121,7 @@ def cancel(result):
     for name in ("apache_beam.runners.worker", "PrismRunner",
                  "apache_beam.utils.subprocess_server",
                  "apache_beam.runners.portability"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)  # children too
         logging.getLogger(name).disabled = True
     from apache_beam.runners.runner import PipelineState
     # The worker also prints those tracebacks straight to stderr: hold stderr
