@@ -20,8 +20,6 @@ import json
 import logging
 import pathlib
 import re
-import sys
-import time
 
 __all__ = ["read_articles", "publish", "ensure_topic", "read_seeds", "read_reuters"]
 

@@ -358,16 +358,23 @@ class _EmitPanesFn(beam.DoFn):
                              self._cooc.extract(entry[_COOC]))
 
 
-def _tally_fn(max_entities, tuples):
-    names = {tuple(sorted(t)): "x".join(sorted(t)) for t in tuples}
+class _TallyArticleFn(beam.DoFn):
+    """ArticleEntities -> (key, (id, published_at_ms, mention tally, co-occurrence)).
 
-    def tally(article):
-        cooc = article_cooccurrence(article.mentions, max_entities, tuples)
+    A module-level DoFn, not a closure: a pickled closure would carry its own
+    copy of the module's Prometheus counter, invisible to the endpoint."""
+
+    def __init__(self, max_entities, tuples):
+        self._max_entities = max_entities
+        self._tuples = tuples
+        self._names = {tuple(sorted(t)): "x".join(sorted(t)) for t in tuples}
+
+    def process(self, article):
+        cooc = article_cooccurrence(article.mentions, self._max_entities, self._tuples)
         for (scope, key) in cooc.tuples:
             if scope == "article":
-                TUPLE_ARTICLES.labels(names[key]).inc()
-        return (_ALL, (article.article_id, article.published_at_ms, tally_article(article), cooc))
-    return tally
+                TUPLE_ARTICLES.labels(self._names[key]).inc()
+        yield (_ALL, (article.article_id, article.published_at_ms, tally_article(article), cooc))
 
 
 class AggregateEntities(beam.PTransform):
@@ -417,7 +424,7 @@ class AggregateEntities(beam.PTransform):
 
     def expand(self, found):
         return (found
-                | "TallyArticle" >> beam.Map(_tally_fn(self._max_entities, self._tuples))
+                | "TallyArticle" >> beam.ParDo(_TallyArticleFn(self._max_entities, self._tuples))
                 | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
                     self._specs, self._early, self._lateness, self._top_k))
                 .with_outputs(LATE_ARTICLES, main="panes"))

@@ -3,14 +3,11 @@ over the seeds and one malformed message: every count equals the known
 input. (The same on Prism, read back through a real Prometheus:
 tests/integration/test_prometheus.py.)"""
 import json
-import socket
 import time
-import urllib.request
 
 import pytest
 import spacy
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.replay import publish, read_articles
 from pipeline import metrics
@@ -19,35 +16,25 @@ from pipeline.run import start
 from pipeline.settings import Settings
 from tests.integration.oracle import expected_final_counts, oracle_nlp
 from tests.promql import ROOT
+from tests.scrape import free_port, scrape, total
 
 pytestmark = [pytest.mark.broker, pytest.mark.spacy]
 
 WINDOW = 3600
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _scrape(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def _total(samples, name, **labels):
-    want = set(labels.items())
-    return sum(v for (n, l), v in samples.items() if n == name and want <= set(l))
 
 
 def test_direct_runner_metrics_equal_the_known_input(bootstrap, topic, tmp_path):
     seeds = list(read_articles([ROOT / "seeds"]))
     expected = expected_final_counts(seeds, WINDOW, *oracle_nlp(spacy.load(DEFAULT_MODEL)))
-    port = _free_port()
+    port = free_port()
     metrics.serve(port)
-    before = _scrape(port)
+    before = scrape(port)
     publish(seeds, bootstrap_servers=bootstrap, topic=topic)
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     bad = b'{"id": "bad-1", "title": '
@@ -59,10 +46,10 @@ def test_direct_runner_metrics_equal_the_known_input(bootstrap, topic, tmp_path)
                         group_id=f"g-{topic}", metrics_port=0,
                         idle_timeout_seconds=600)  # the watermark follows the records only
     start(settings).wait_until_finish()
-    after = _scrape(port)
+    after = scrape(port)
 
     def delta(name, **labels):
-        return _total(after, name, **labels) - _total(before, name, **labels)
+        return total(after, name, **labels) - total(before, name, **labels)
 
     sent_bytes = sum(len(json.dumps(a, ensure_ascii=False).encode("utf-8")) for a in seeds)
     assert delta("entitystream_articles_consumed_total", topic=topic) == 6
@@ -78,9 +65,9 @@ def test_direct_runner_metrics_equal_the_known_input(bootstrap, topic, tmp_path)
     assert delta("entitystream_ner_batch_duration_seconds_count") >= 1
     # Progress: read to the end; the watermark is the newest record timestamp.
     partition = {"topic": topic, "partition": "0"}
-    assert _total(after, "entitystream_consumer_lag_records", **partition) == 0
-    assert _total(after, "entitystream_consumer_lag_seconds", **partition) == 0
-    lag = _total(after, "entitystream_watermark_lag_seconds", **partition)
+    assert total(after, "entitystream_consumer_lag_records", **partition) == 0
+    assert total(after, "entitystream_consumer_lag_seconds", **partition) == 0
+    lag = total(after, "entitystream_watermark_lag_seconds", **partition)
     assert time.time() - newest_ms / 1000 - 120 < lag <= time.time() - newest_ms / 1000
     info = [dict(l) for (n, l), v in after.items() if n == "entitystream_build_info"]
     assert info and info[0]["runner"] == "direct" and info[0]["spacy_model"] == DEFAULT_MODEL

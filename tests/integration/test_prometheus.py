@@ -18,9 +18,7 @@ Debian's ``prometheus`` package (installed by ``./dev setup``) provides
     Prometheus's own rule evaluation (/api/v1/rules).
 """
 import json
-import pathlib
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -31,7 +29,6 @@ import pytest
 import spacy
 import yaml
 from kafka import KafkaConsumer, KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output, metrics
@@ -40,6 +37,7 @@ from pipeline.run import cancel, start
 from pipeline.settings import Settings
 from tests.integration.oracle import expected_final_counts, final_counts_from_rows, oracle_nlp
 from tests.promql import ROOT, dashboard_queries, grafana_to_promql, metric_names, rule_queries
+from tests.scrape import free_port, scrape, total
 
 pytestmark = [pytest.mark.broker, pytest.mark.spacy, pytest.mark.prism, pytest.mark.slow]
 
@@ -83,10 +81,6 @@ def test_promtool_rule_unit_tests_pass():
 # --- the real server ------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url, timeout=10):
@@ -126,7 +120,7 @@ class _Prometheus:
 def prometheus(tmp_path):
     """A Prometheus server scraping the pipeline's endpoint on ``prometheus.target_port``."""
     binary = _tool("prometheus")
-    target_port, web_port = _free_port(), _free_port()
+    target_port, web_port = free_port(), free_port()
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(PROMETHEUS_DIR / f) for f in config["rule_files"]]
@@ -164,15 +158,8 @@ def prometheus(tmp_path):
         log.close()
 
 
-def _scrape(port):
-    text = _get(f"http://127.0.0.1:{port}/metrics")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def _total(samples, name, **labels):
-    want = set(labels.items())
-    return sum(v for (n, l), v in samples.items() if n == name and want <= set(l))
 
 
 def _wait_for(condition, timeout_s, what):
@@ -192,7 +179,7 @@ def test_prometheus_scrapes_the_seed_run_and_every_dashboard_and_alert_query_eva
     expected = expected_final_counts(seeds, WINDOW, nlp, types)
     late = dict(seeds[0], id=f"{seeds[0]['id']}-late")  # same window as seed 0, new id
     late_mentions = sum(m for m, _ in expected_final_counts([late], WINDOW, nlp, types).values())
-    before = _scrape(port)
+    before = scrape(port)
 
     publish(seeds, bootstrap_servers=bootstrap, topic=topic)
     producer = KafkaProducer(bootstrap_servers=bootstrap)
@@ -211,7 +198,7 @@ def test_prometheus_scrapes_the_seed_run_and_every_dashboard_and_alert_query_eva
         _wait_for(all_final, 180, "every seed window's final pane")
         # Now the first window has closed: an article for it is too late.
         publish([late], bootstrap_servers=bootstrap, topic=topic)
-        late_before = _total(before, "entitystream_late_articles_total")
+        late_before = total(before, "entitystream_late_articles_total")
         _wait_for(lambda: metrics.sample_value("entitystream_late_articles_total")
                   == late_before + 1, 60, "the late article counted")
         published_last = time.time()
@@ -220,7 +207,7 @@ def test_prometheus_scrapes_the_seed_run_and_every_dashboard_and_alert_query_eva
             f'sum(entitystream_articles_consumed_total{{topic="{topic}"}})') == 7,
             30, "Prometheus scraping 7 consumed messages")
         time.sleep(3)
-        after = _scrape(port)
+        after = scrape(port)
         check_counts(prometheus, topic, bootstrap, before, out, expected, late_mentions,
                      published_last)
         check_dashboard_queries(prometheus, after)
@@ -234,7 +221,7 @@ def check_counts(prometheus, topic, bootstrap, before, out, expected, late_menti
                  published_last):
     """The values Prometheus stored equal the known input."""
     def delta(expr, name, **labels):
-        return prometheus.value(expr) - _total(before, name, **labels)
+        return prometheus.value(expr) - total(before, name, **labels)
 
     # 5 seeds + 1 malformed + 1 late; bytes as read back from the topic itself.
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,

@@ -8,14 +8,11 @@ an independent computation (tests/integration/oracle.py).
 """
 import json
 import pathlib
-import socket
 import time
-import urllib.request
 
 import pytest
 import spacy
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output, metrics
@@ -23,6 +20,7 @@ from pipeline.entities import DEFAULT_MODEL
 from pipeline.run import cancel, start
 from pipeline.settings import Settings
 from tests.integration.oracle import expected_final_counts, final_counts_from_rows, oracle_nlp
+from tests.scrape import free_port, scrape, total
 
 pytestmark = [pytest.mark.broker, pytest.mark.spacy]
 
@@ -64,33 +62,19 @@ def test_bounded_direct_run_matches_independent_counts(bootstrap, topic, tmp_pat
     assert not any(e.startswith("GPE:") and "korea'" in e for e in ids)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _scrape(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
 
 
-def _total(samples, name, **labels):
-    want = set(labels.items())
-    return sum(v for (n, l), v in samples.items() if n == name and want <= set(l))
 
 
 @pytest.mark.prism
 def test_streaming_prism_run_counts_seeds_and_dead_letters_bad_message(
         bootstrap, topic, tmp_path, seed_articles, expected, prism_bin, monkeypatch):
     monkeypatch.setenv("ENTITYSTREAM_PRISM_BIN", prism_bin)
-    port = _free_port()
+    port = free_port()
     metrics.serve(port)
-    before = _scrape(port)
+    before = scrape(port)
     publish(seed_articles, bootstrap_servers=bootstrap, topic=topic)
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     bad = producer.send(topic, key=b"bad-1", value=b'{"id": "bad-1", "title": ').get(timeout=30)
@@ -111,7 +95,7 @@ def test_streaming_prism_run_counts_seeds_and_dead_letters_bad_message(
             assert "FAILED" not in str(result.state)
             time.sleep(0.5)
         assert finals == expected
-        after = _scrape(port)
+        after = scrape(port)
         # Early panes go out at most every 0.5 s while articles flow. Whether
         # a given hour window gets one before the watermark closes it depends
         # on bundle timing, but the running window stays open for the whole
@@ -133,7 +117,7 @@ def test_streaming_prism_run_counts_seeds_and_dead_letters_bad_message(
         cancel(result)
 
     # Metrics: consumed = 5 articles + 1 bad message; one dead letter.
-    delta = lambda name, **l: _total(after, name, **l) - _total(before, name, **l)
+    delta = lambda name, **l: total(after, name, **l) - total(before, name, **l)
     assert delta("entitystream_articles_consumed_total", topic=topic) == 6
     assert delta("entitystream_dead_letters_total", reason="invalid_json") == 1
     assert delta("entitystream_entities_extracted_total") == sum(m for m, _ in expected.values())

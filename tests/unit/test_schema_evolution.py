@@ -2,7 +2,6 @@
 stay readable with the current one, and an incompatible change must fail."""
 import copy
 import io
-import pathlib
 
 import fastavro
 import pytest
