@@ -8,6 +8,7 @@
 5. Stop the pipeline and print the top entities per window, where the files
    are, and what the metrics endpoint counted.
 """
+import collections
 import pathlib
 import shutil
 import signal
@@ -42,18 +43,22 @@ def _final_pane_written(output_dir, window):
 
 
 def _running_totals_current(output_dir):
-    """True once a running-totals pane was emitted after the last final window
-    pane: it then holds every article (the running window never closes, so its
-    panes come on the early-firing cadence, or from the flush timer after the
-    input stops, which Prism may fire seconds late)."""
+    """True once the latest running-totals pane holds every article: its
+    counts equal the sums over the final panes of the hour windows, which
+    split the same articles between them. (The running window never closes,
+    so its panes come on the early-firing cadence, or from the flush timer
+    after the input stops, which Prism may fire seconds late.)"""
     from connectors.avro_files import read_records
-    last_final, last_running = None, None
+    summed, running, latest = collections.Counter(), {}, -1
     for kind, record in read_records(output_dir):
         if kind == ENTITY_COUNTS and record["is_final"]:
-            last_final = max(last_final or record["emitted_at"], record["emitted_at"])
+            summed[record["entity_id"]] += record["mentions"]
         elif kind == "running_entity_counts":
-            last_running = max(last_running or record["emitted_at"], record["emitted_at"])
-    return last_final is not None and last_running is not None and last_running > last_final
+            if record["pane_index"] > latest:
+                latest, running = record["pane_index"], {}
+            if record["pane_index"] == latest:
+                running[record["entity_id"]] = record["mentions"]
+    return bool(running) and running == dict(summed)
 
 
 def run_demo(output_dir="out/demo", runner="prism", window_seconds=3600, metrics_port=9477,

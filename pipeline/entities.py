@@ -280,7 +280,8 @@ class _RecogniseEntitiesFn(beam.DoFn):
 
     def setup(self):
         self._nlp = load_model(self._model, self._tracked_entities, self._rules_only)
-        self._types = self._nlp.get_pipe(RULER).gazetteer.types
+        gazetteer = self._nlp.get_pipe(RULER).gazetteer
+        self._types, self._names = gazetteer.types, gazetteer.names
         self._workers = None
         if self._processes > 1:
             self._workers = _pool(self._processes, self._model, self._tracked_entities,
@@ -316,6 +317,9 @@ class _RecogniseEntitiesFn(beam.DoFn):
         NER_BATCH_SECONDS.observe(time.perf_counter() - started)
         NER_BATCH_SIZE.observe(len(batch))
         for wv, mentions in zip(batch, found):
+            # A tracked entity is shown by its display name, whatever alias matched.
+            mentions = tuple(m._replace(text=self._names[m.entity_id])
+                             if m.entity_id in self._names else m for m in mentions)
             for m in mentions:
                 ENTITIES.labels(m.label).inc()
                 if m.entity_id in self._types:

@@ -81,6 +81,11 @@ class Gazetteer:
         return {e.id: e.type for e in self.entities}
 
     @property
+    def names(self) -> Dict[str, str]:
+        """Canonical id -> display name."""
+        return {e.id: e.name for e in self.entities}
+
+    @property
     def token_attrs(self):
         """Upper-case token attributes the token patterns use."""
         return {key.upper() for e in self.entities for a in e.aliases
