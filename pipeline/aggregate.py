@@ -49,6 +49,7 @@ DirectRunner drops input for expired windows. Kept here, the rules are the
 same on every runner.
 """
 import time
+import uuid
 
 import apache_beam as beam
 from apache_beam.coders import coders
@@ -194,6 +195,11 @@ class _OpenWindows(dict, CacheAware):
         return dict.__sizeof__(self) + self._BYTES_PER_ENTRY * len(self)
 
 
+# The open windows of each step, as last written by a committed or running
+# bundle in this process: {step token: (version, windows)}. See _load.
+_LIVE = {}
+
+
 # Window state entry fields.
 _MENTIONS, _COOC, _DIRTY, _ON_TIME_FIRED, _PANE, _IDS = range(6)
 
@@ -209,15 +215,40 @@ class _EmitPanesFn(beam.DoFn):
     NEXT_TICK = userstate.ReadModifyWriteStateSpec("next_tick_ms", coders.VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("firing_pending", coders.BooleanCoder())
     LAST_EMIT = userstate.ReadModifyWriteStateSpec("last_emit_ms", coders.VarIntCoder())
+    VERSION = userstate.ReadModifyWriteStateSpec("windows_version", coders.VarIntCoder())
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
 
     def __init__(self, specs, early_firing_seconds, allowed_lateness_seconds, top_k_pairs):
+        # Identifies this step across the worker's DoFn instances (see _load).
+        self._step_token = uuid.uuid4().hex
         self._specs = tuple(specs)
         self._early = early_firing_seconds
         self._lateness_ms = int(allowed_lateness_seconds * 1000)
         self._mentions = EntityTallyFn()
         self._cooc = CooccurrenceTally(top_k_pairs)
+
+    def _load(self, windows_state, version_state):
+        """The open windows and their version.
+
+        Runners without state cache tokens (Prism 2.75) make every bundle read
+        (unpickle) the whole dict again. The version cell is tiny: when it
+        matches the copy this process wrote last, that copy is the state and
+        the big cell is not read. A bundle that failed after changing the copy
+        never committed its version, so the next one finds a mismatch and
+        reads the state again."""
+        version = version_state.read() or 0
+        # Taken out while in use: only _store puts it back, so a call that
+        # fails half-way through changing it leaves no copy behind.
+        live = _LIVE.pop(self._step_token, None)
+        if live is not None and live[0] == version:
+            return live[1], version
+        return windows_state.read() or _OpenWindows(), version
+
+    def _store(self, windows, windows_state, version_state, version):
+        windows_state.write(windows)
+        version_state.write(version + 1)
+        _LIVE[self._step_token] = (version + 1, windows)
 
     def _target(self, key, entry):
         family, _, end_ms = key
@@ -230,10 +261,11 @@ class _EmitPanesFn(beam.DoFn):
                 next_tick=beam.DoFn.StateParam(NEXT_TICK),
                 pending=beam.DoFn.StateParam(PENDING),
                 last_emit=beam.DoFn.StateParam(LAST_EMIT),
+                version_state=beam.DoFn.StateParam(VERSION),
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK)):
         article_id, published_ms, tally, cooc = keyed[1]
         closed_through = closed_state.read() or 0
-        windows = windows_state.read() or _OpenWindows()
+        windows, version = self._load(windows_state, version_state)
         keys = [(spec.family, s, e) for spec in self._specs for s, e in assign(spec, published_ms)]
         open_keys, expired = [], []
         for key in keys:
@@ -290,17 +322,19 @@ class _EmitPanesFn(beam.DoFn):
             elif not pending.read():
                 firing.set(Timestamp.now() + Duration(seconds=self._early))
                 pending.write(True)
-        windows_state.write(windows)
+        self._store(windows, windows_state, version_state, version)
 
     @userstate.on_timer(FIRING)
     def on_firing(self, windows_state=beam.DoFn.StateParam(WINDOWS),
                   pending=beam.DoFn.StateParam(PENDING),
-                  last_emit=beam.DoFn.StateParam(LAST_EMIT)):
+                  last_emit=beam.DoFn.StateParam(LAST_EMIT),
+                  version_state=beam.DoFn.StateParam(VERSION)):
         pending.write(False)
         last_emit.write(int(time.time() * 1000))
-        windows = windows_state.read() or _OpenWindows()
-        yield from self._dirty_panes(windows)
-        windows_state.write(windows)
+        windows, version = self._load(windows_state, version_state)
+        panes = list(self._dirty_panes(windows))
+        self._store(windows, windows_state, version_state, version)
+        yield from panes
 
     def _dirty_panes(self, windows):
         """EARLY (or, after ON_TIME, LATE) panes of every window with news."""
@@ -315,11 +349,12 @@ class _EmitPanesFn(beam.DoFn):
                 windows_state=beam.DoFn.StateParam(WINDOWS),
                 closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
                 next_tick=beam.DoFn.StateParam(NEXT_TICK),
+                version_state=beam.DoFn.StateParam(VERSION),
                 tick=beam.DoFn.TimerParam(TICK)):
         # The watermark has reached `fired`: every boundary up to it has passed.
         through = max(closed_state.read() or 0, Timestamp.of(fired).micros // 1000 + 1)
         closed_state.write(through)
-        windows = windows_state.read() or _OpenWindows()
+        windows, version = self._load(windows_state, version_state)
         for key in sorted(windows):
             family, _, end_ms = key
             entry = windows[key]
@@ -334,7 +369,7 @@ class _EmitPanesFn(beam.DoFn):
                 # Expiry closes the window with a final pane (LATE: after ON_TIME).
                 yield from self._panes(key, entry, "LATE", True)
                 del windows[key]
-        windows_state.write(windows)
+        self._store(windows, windows_state, version_state, version)
         targets = [self._target(k, e) for k, e in windows.items()]
         if targets:
             tick.set(_at_ms(min(targets)))

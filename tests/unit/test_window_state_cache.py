@@ -1,0 +1,83 @@
+"""The aggregation's in-process copy of its state (_load/_store): used only
+when it is exactly what the runner committed."""
+import copy
+
+from pipeline.aggregate import _EmitPanesFn, _OpenWindows
+from pipeline.windows import WindowSpec
+
+
+class FakeState:
+    """A state cell as a runner keeps it: encoded, so a read decodes a fresh
+    copy of the committed value (unless this bundle wrote one), and commit()
+    stores a snapshot of the bundle's write."""
+
+    def __init__(self, value=None):
+        self.committed, self.pending, self.reads = value, None, 0
+
+    def read(self):
+        self.reads += 1
+        return self.pending if self.pending is not None else copy.deepcopy(self.committed)
+
+    def write(self, value):
+        self.pending = value
+
+    def commit(self):
+        if self.pending is not None:
+            self.committed, self.pending = copy.deepcopy(self.pending), None
+
+    def abort(self):
+        self.pending = None
+
+
+def new_fn():
+    return _EmitPanesFn([WindowSpec.tumbling(3600)], None, 0, 10)
+
+
+def test_next_bundle_reuses_the_copy_without_reading_the_big_cell():
+    fn, windows, version = new_fn(), FakeState(_OpenWindows(a=1)), FakeState(3)
+    loaded, v = fn._load(windows, version)
+    assert loaded == {"a": 1} and v == 3 and windows.reads == 1
+    loaded["b"] = 2
+    fn._store(loaded, windows, version, v)
+    windows.commit(), version.commit()
+    again, v2 = fn._load(windows, version)          # next bundle
+    assert again is loaded and v2 == 4 and windows.reads == 1
+
+
+def test_failed_bundle_is_not_seen_by_the_next_one():
+    fn, windows, version = new_fn(), FakeState(_OpenWindows(a=1)), FakeState(0)
+    loaded, v = fn._load(windows, version)
+    fn._store(loaded, windows, version, v)
+    windows.commit(), version.commit()
+    # A bundle changes the copy, stores it, then fails: nothing is committed.
+    loaded, v = fn._load(windows, version)
+    loaded["uncommitted"] = True
+    fn._store(loaded, windows, version, v)
+    windows.abort(), version.abort()
+    fresh, _ = fn._load(windows, version)
+    assert "uncommitted" not in fresh
+
+
+def test_failure_before_store_leaves_no_copy():
+    fn, windows, version = new_fn(), FakeState(_OpenWindows(a=1)), FakeState(0)
+    loaded, v = fn._load(windows, version)
+    fn._store(loaded, windows, version, v)
+    windows.commit(), version.commit()
+    loaded, v = fn._load(windows, version)
+    loaded["half-done"] = True                       # then an exception: no _store
+    windows.abort(), version.abort()
+    reads = windows.reads
+    fresh, _ = fn._load(windows, version)
+    assert windows.reads == reads + 1                # read from the state again
+    assert "half-done" not in fresh
+
+
+def test_steps_do_not_share_copies():
+    one, two = new_fn(), new_fn()
+    w1, v1 = FakeState(_OpenWindows(x=1)), FakeState(0)
+    w2, v2 = FakeState(_OpenWindows(y=2)), FakeState(0)
+    loaded, v = one._load(w1, v1)
+    one._store(loaded, w1, v1, v)
+    w1.commit(), v1.commit()
+    other, _ = two._load(w2, v2)
+    assert other == {"y": 2}
