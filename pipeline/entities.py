@@ -247,9 +247,14 @@ def _init_worker(model, tracked_entities, rules_only, excluded):
     _WORKER["state"] = (nlp, frozenset(excluded), nlp.get_pipe(RULER).gazetteer.types)
 
 
+def _mentions_of_batch(nlp, texts, excluded, types):
+    """The ``Mention`` tuple of each text, one ``nlp.pipe`` call for the batch."""
+    return [entities_of(doc, excluded, types) for doc in nlp.pipe(texts, batch_size=len(texts))]
+
+
 def _extract_in_worker(texts):
     nlp, excluded, types = _WORKER["state"]
-    return [entities_of(doc, excluded, types) for doc in nlp.pipe(texts, batch_size=len(texts))]
+    return _mentions_of_batch(nlp, texts, excluded, types)
 
 
 def _pool(processes, model, tracked_entities, rules_only, excluded):
@@ -289,8 +294,7 @@ class _RecogniseEntitiesFn(beam.DoFn):
 
     def _mentions(self, texts):
         if self._workers is None:
-            return [entities_of(doc, self._excluded, self._types)
-                    for doc in self._nlp.pipe(texts, batch_size=len(texts))]
+            return _mentions_of_batch(self._nlp, texts, self._excluded, self._types)
         # One share of the batch per process, results kept in order.
         step = -(-len(texts) // self._processes)
         futures = [self._workers.submit(_extract_in_worker, texts[i:i + step])
