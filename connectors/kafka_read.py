@@ -69,6 +69,12 @@ class KafkaRecord(NamedTuple):
     key: Optional[bytes]
     value: Optional[bytes]
     timestamp_ms: int
+    # The offset read before this one on the partition (one before the start
+    # for the first record of a run), and whether this is that first record:
+    # what the aggregation's ledger needs to know which offsets are settled
+    # (pipeline/ledger.py).
+    prev_offset: int = -1
+    starts_run: bool = False
 
 
 class _TopicDesc(NamedTuple):
@@ -291,8 +297,9 @@ class _ReadTopicFn(beam.DoFn):
     """Reads all partitions of a topic (a _TopicDesc) as one SDF restriction."""
 
     def __init__(self, config, max_records_per_call, poll_timeout_ms, resume_delay_s,
-                 commit_interval_s):
+                 commit_interval_s, commit_offsets=True):
         self._config = config
+        self._commit_offsets = commit_offsets
         self._max_records = max_records_per_call
         self._poll_timeout_ms = poll_timeout_ms
         self._resume_delay = resume_delay_s
@@ -326,7 +333,7 @@ class _ReadTopicFn(beam.DoFn):
         return consumer
 
     def _maybe_commit(self, consumer, topic, offsets, force):
-        if not self._config.group_id:
+        if not self._config.group_id or not self._commit_offsets:
             return
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
@@ -365,6 +372,7 @@ class _ReadTopicFn(beam.DoFn):
             consumer.pause(*[TopicPartition(desc.topic, p) for p in starts if p not in open_parts])
         emitted = 0
         last = {}
+        run_starts = dict(zip(desc.partitions, desc.start_offsets))
         while emitted < self._max_records and open_parts:
             polled = consumer.poll(timeout_ms=self._poll_timeout_ms,
                                    max_records=self._max_records - emitted)
@@ -379,11 +387,15 @@ class _ReadTopicFn(beam.DoFn):
                         self._positions.pop(desc.topic, None)
                         return
                     emitted += 1
-                    last[p] = rec
                     positions[p] = rec.offset + 1
                     watermark.record(p, rec.timestamp)
+                    # The restriction resumes one past the last claimed offset:
+                    # every offset between that and this one holds no record.
+                    prev = last[p].offset if p in last else starts[p] - 1
+                    last[p] = rec
                     yield beam.window.TimestampedValue(
-                        KafkaRecord(rec.topic, p, rec.offset, rec.key, rec.value, rec.timestamp),
+                        KafkaRecord(rec.topic, p, rec.offset, rec.key, rec.value, rec.timestamp,
+                                    prev, prev + 1 == run_starts[p]),
                         Timestamp(micros=rec.timestamp * 1000))
                 if ends is not None and positions[p] >= ends[p]:
                     open_parts.discard(p)
@@ -441,6 +453,10 @@ class ReadFromKafka(beam.PTransform):
         watermark follows processing time (default 5).
       max_records_per_call: records read before a checkpoint (default 500).
       consumer_config: extra ``KafkaConsumer`` settings, e.g. security options.
+      commit_offsets: commit each partition's progress to ``group_id`` when
+        the runner has committed the bundle that read it (default True).
+        False when a later stage commits instead, only once what it read is
+        durably counted (the pipeline's checkpoints: ``pipeline/aggregate.py``).
 
     Example::
 
@@ -452,7 +468,7 @@ class ReadFromKafka(beam.PTransform):
                  start_from="committed", idle_timeout_seconds=5.0,
                  max_records_per_call=500, poll_timeout_ms=200,
                  resume_delay_seconds=0.2, commit_interval_seconds=1.0,
-                 metadata_timeout_seconds=30.0, consumer_config=None):
+                 metadata_timeout_seconds=30.0, consumer_config=None, commit_offsets=True):
         super().__init__()
         if start_from not in START_FROM:
             raise ValueError(f"start_from must be one of {START_FROM}, got {start_from!r}")
@@ -472,11 +488,12 @@ class ReadFromKafka(beam.PTransform):
         self._resume_delay = resume_delay_seconds
         self._commit_interval = commit_interval_seconds
         self._metadata_timeout = metadata_timeout_seconds
+        self._commit_offsets = commit_offsets
 
     def expand(self, pbegin):
         reader = _ReadTopicFn if self._bounded else _ReadUnboundedTopicFn
         read_fn = reader(self._config, self._max_records, self._poll_timeout_ms,
-                         self._resume_delay, self._commit_interval)
+                         self._resume_delay, self._commit_interval, self._commit_offsets)
         return (pbegin
                 | "Impulse" >> beam.Impulse()
                 | "ListPartitions" >> beam.ParDo(_ListPartitionsFn(

@@ -3,7 +3,9 @@
 Each element becomes one message: ``key_fn(element)`` and
 ``value_fn(element)`` give its key and value bytes. A bundle finishes only
 after the producer has flushed and every send is acknowledged, so a failed
-send fails (and retries) the bundle rather than losing the message.
+send fails (and retries) the bundle rather than losing the message. The
+output is the elements themselves, each emitted once its send is
+acknowledged: a later stage may count on them being in Kafka.
 """
 import json
 
@@ -13,12 +15,14 @@ __all__ = ["WriteToKafka", "json_value"]
 
 
 def json_value(record: dict) -> bytes:
-    """A dict as UTF-8 JSON; bytes values are decoded as Latin-1 so nothing is lost."""
+    """A dict as UTF-8 JSON; bytes values are decoded as Latin-1 so nothing is lost.
+    Keys starting with ``_`` are the pipeline's own (e.g. ``_position``): not published."""
     def default(obj):
         if isinstance(obj, (bytes, bytearray)):
             return bytes(obj).decode("latin-1")
         raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
-    return json.dumps(record, default=default, sort_keys=True).encode("utf-8")
+    public = {k: v for k, v in record.items() if not k.startswith("_")}
+    return json.dumps(public, default=default, sort_keys=True).encode("utf-8")
 
 
 class _ProduceFn(beam.DoFn):
@@ -40,18 +44,19 @@ class _ProduceFn(beam.DoFn):
     def start_bundle(self):
         self._futures = []
 
-    def process(self, element):
-        self._futures.append(self._producer.send(
+    def process(self, element, wv=beam.DoFn.WindowedValueParam):
+        self._futures.append((wv, self._producer.send(
             self._topic, key=self._key_fn(element), value=self._value_fn(element),
-            headers=self._headers_fn(element) if self._headers_fn else None))
+            headers=self._headers_fn(element) if self._headers_fn else None)))
 
     def finish_bundle(self):
         futures, self._futures = self._futures, []
         if not futures:
             return
         self._producer.flush()
-        for future in futures:
+        for wv, future in futures:
             future.get(timeout=30)  # raises KafkaError: the bundle fails and is retried
+            yield wv
 
     def teardown(self):
         if self._producer is not None:

@@ -48,8 +48,11 @@ end of the window despite allowed lateness, and neither Prism nor the Python
 DirectRunner drops input for expired windows. Kept here, the rules are the
 same on every runner.
 """
+import logging
+import re
 import time
 import uuid
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.coders import coders
@@ -60,8 +63,9 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from prometheus_client import Counter
 
 from pipeline.cooccurrence import DEFAULT_TUPLES, article_cooccurrence
+from pipeline.ledger import SourceLedger, SourcePosition
 from pipeline.records import WindowPane
-from pipeline.windows import RUNNING, SLIDING, TUMBLING, WindowSpec, assign
+from pipeline.windows import RUNNING, RUNNING_END_MS, SLIDING, TUMBLING, WindowSpec, assign
 
 __all__ = ["AggregateEntities", "tally_article", "EntityTallyFn",
            "CooccurrenceTally", "KINDS", "ENTITY_COUNTS", "COOCCURRENCE", "LATE_ARTICLES"]
@@ -73,7 +77,9 @@ LATE_ARTICLES = "late_articles"
 KINDS = {TUMBLING: (ENTITY_COUNTS, COOCCURRENCE),
          SLIDING: ("sliding_entity_counts", None),
          RUNNING: ("running_entity_counts", "running_cooccurrence")}
+FAMILY_OF_KIND = {kind: family for family, kinds in KINDS.items() for kind in kinds if kind}
 _ALL = "all"  # one key: every open window in one state cell
+_LOG = logging.getLogger(__name__)
 
 PANES = Counter("entitystream_panes_emitted",
                 "Window panes emitted, by aggregate kind and timing.", ["kind", "timing"])
@@ -84,6 +90,34 @@ DUPLICATES = Counter("entitystream_duplicates_suppressed",
                      "Articles whose id was already counted in the same window.")
 TUPLE_ARTICLES = Counter("entitystream_tracked_tuple_articles",
                          "Articles holding every member of a tracked tuple.", ["tuple"])
+SETTLED = Counter("entitystream_messages_settled",
+                  "Messages read, by where they ended: aggregated (counted in all their "
+                  "windows), late (missed an expired window), duplicate, dead_letter, or "
+                  "replayed (already counted before a restart). Their sum is every message "
+                  "read.", ["outcome"])
+AGGREGATED_LANGUAGES = Counter("entitystream_articles_aggregated",
+                               "Articles counted in their windows (aggregated or late), by "
+                               "language.", ["language"])
+CHECKPOINT_FAILURES = Counter("entitystream_checkpoint_failures",
+                              "Aggregation checkpoints that could not be written (retried).")
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
+
+
+def _language_label(language):
+    """Low-cardinality language label: ISO 639 codes as such, anything else ``other``."""
+    language = (language or "").strip().lower().split("-")[0].split("_")[0]
+    return language if _LANGUAGE.fullmatch(language) else "other"
+
+
+class _Input(NamedTuple):
+    """What the pane DoFn receives: an article's tallies, or (``article_id``
+    None) a dead letter to settle in the ledger."""
+    article_id: Optional[str]
+    published_ms: int
+    tally: Optional[dict]
+    cooc: object
+    language: str
+    position: Optional[SourcePosition]
 
 
 def tally_article(article_entities):
@@ -187,6 +221,10 @@ class _OpenWindows(dict, CacheAware):
     cost more than NER itself (measured: 23 s of a 45 s run on 300 articles)."""
 
     _BYTES_PER_ENTRY = 4096  # a rough weight: an open window with its tallies
+    # Beside the windows (set on first use; pickled with the dict):
+    ledger = None   # SourceLedger: the source messages settled so far
+    pending = None  # outputs emitted since the last checkpoint (re-emitted on restore):
+    #                 {(kind, start, end): WindowPane, ("late", id): late-article dict}
 
     def get_referents_for_cache(self):
         return []
@@ -205,8 +243,8 @@ _MENTIONS, _COOC, _DIRTY, _ON_TIME_FIRED, _PANE, _IDS = range(6)
 
 
 class _EmitPanesFn(beam.DoFn):
-    """(key, (article_id, published_at_ms, tally, cooccurrence)) -> WindowPane,
-    plus ``late_articles`` dicts. See the module docstring."""
+    """(key, _Input) -> WindowPane, plus ``late_articles`` dicts. See the
+    module docstring, and "Checkpoints" there for ``checkpoint``."""
 
     # {(family, start_ms, end_ms): [mentions acc, cooc acc|None, dirty,
     #                               on_time_fired, next pane index, article ids|None]}
@@ -216,10 +254,13 @@ class _EmitPanesFn(beam.DoFn):
     PENDING = userstate.ReadModifyWriteStateSpec("firing_pending", coders.BooleanCoder())
     LAST_EMIT = userstate.ReadModifyWriteStateSpec("last_emit_ms", coders.VarIntCoder())
     VERSION = userstate.ReadModifyWriteStateSpec("windows_version", coders.VarIntCoder())
+    SAVE_PENDING = userstate.ReadModifyWriteStateSpec("checkpoint_pending", coders.BooleanCoder())
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
+    SAVE = userstate.TimerSpec("checkpoint", TimeDomain.REAL_TIME)
 
-    def __init__(self, specs, early_firing_seconds, allowed_lateness_seconds, top_k_pairs):
+    def __init__(self, specs, early_firing_seconds, allowed_lateness_seconds, top_k_pairs,
+                 checkpoint=None, checkpoint_interval_seconds=5.0, on_checkpoint=None):
         # Identifies this step across the worker's DoFn instances (see _load).
         self._step_token = uuid.uuid4().hex
         self._specs = tuple(specs)
@@ -227,6 +268,13 @@ class _EmitPanesFn(beam.DoFn):
         self._lateness_ms = int(allowed_lateness_seconds * 1000)
         self._mentions = EntityTallyFn()
         self._cooc = CooccurrenceTally(top_k_pairs)
+        self._checkpoint = checkpoint
+        self._checkpoint_interval = checkpoint_interval_seconds
+        self._on_checkpoint = on_checkpoint
+        self._last_checkpoint = 0.0
+
+    def setup(self):
+        self._last_checkpoint = time.monotonic()
 
     def _load(self, windows_state, version_state):
         """The open windows and their version.
@@ -242,8 +290,12 @@ class _EmitPanesFn(beam.DoFn):
         # fails half-way through changing it leaves no copy behind.
         live = _LIVE.pop(self._step_token, None)
         if live is not None and live[0] == version:
-            return live[1], version
-        return windows_state.read() or _OpenWindows(), version
+            windows = live[1]
+        else:
+            windows = windows_state.read() or _OpenWindows()
+        if windows.ledger is None:
+            windows.ledger, windows.pending = SourceLedger(), {}
+        return windows, version
 
     def _store(self, windows, windows_state, version_state, version):
         windows_state.write(windows)
@@ -256,16 +308,117 @@ class _EmitPanesFn(beam.DoFn):
             return end_ms + self._lateness_ms
         return end_ms
 
+    def _set_tick(self, windows, next_tick, tick):
+        targets = [self._target(k, e) for k, e in windows.items()]
+        if targets:
+            tick.set(_at_ms(min(targets)))
+            next_tick.write(min(targets))
+        else:
+            next_tick.clear()
+
+    # --- checkpoints -------------------------------------------------------
+
+    def _restore(self, windows_state, closed_state, next_tick, version_state, tick):
+        """First call of a job: start from the latest checkpoint, if any.
+
+        Outputs emitted since the checkpoint before it may not have been
+        written when the last run died: they are emitted again (same names,
+        same content). Pane files the lost run wrote after the checkpoint are
+        removed: this run writes its own."""
+        snapshot = self._checkpoint.load()
+        if snapshot is None:
+            return
+        windows, closed_through = snapshot
+        _LOG.info("restored the aggregation checkpoint of %s: %d open windows, closed "
+                  "through %d, next offsets %s", self._checkpoint.path, len(windows),
+                  closed_through, windows.ledger.commit_offsets())
+
+        def keep(kind, start_ms, end_ms, pane_index):
+            family = FAMILY_OF_KIND.get(kind)
+            if family is None:
+                return True
+            if family == RUNNING:
+                start_ms, end_ms = 0, RUNNING_END_MS
+            entry = windows.get((family, start_ms, end_ms))
+            if entry is not None:
+                return pane_index < entry[_PANE]
+            # Not open at the checkpoint: closed before it (keep), or opened after it.
+            lateness = 0 if family == RUNNING else self._lateness_ms
+            return end_ms + lateness <= closed_through
+
+        self._checkpoint.discard_panes(keep)
+        closed_state.write(closed_through)
+        self._set_tick(windows, next_tick, tick)
+        self._store(windows, windows_state, version_state, 0)
+        for key, output in sorted(windows.pending.items(), key=lambda kv: repr(kv[0])):
+            if key[0] == LATE_ARTICLES:
+                yield beam.pvalue.TaggedOutput(LATE_ARTICLES, output)
+            else:
+                yield output
+
+    def _maybe_checkpoint(self, windows, closed_through, save_pending, save, force=False):
+        """Save a checkpoint when one is due (or ``force``), then commit the
+        offsets it settles; else make sure a timer will save one."""
+        if self._checkpoint is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_checkpoint < self._checkpoint_interval:
+            if self._early is not None and not save_pending.read():
+                save.set(Timestamp.now() + Duration(seconds=self._checkpoint_interval))
+                save_pending.write(True)
+            return
+        try:
+            self._checkpoint.save((windows, closed_through))
+        except OSError as exc:
+            CHECKPOINT_FAILURES.inc()
+            _LOG.error("could not write the aggregation checkpoint %s (%s); retrying in "
+                       "%.0f s; offsets are not committed meanwhile", self._checkpoint.path,
+                       exc, self._checkpoint_interval)
+            self._last_checkpoint = now
+            return
+        self._last_checkpoint = now
+        windows.pending = {}
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(windows.ledger.commit_offsets(), wait=force)
+
+    def _emit(self, windows, panes):
+        """Yield ``panes``, remembering each as pending until the next checkpoint."""
+        for pane in panes:
+            windows.pending[(pane.kind, pane.window_start_ms, pane.window_end_ms)] = pane
+            yield pane
+
+    # --- elements and timers -------------------------------------------------
+
     def process(self, keyed, windows_state=beam.DoFn.StateParam(WINDOWS),
                 closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
                 next_tick=beam.DoFn.StateParam(NEXT_TICK),
                 pending=beam.DoFn.StateParam(PENDING),
                 last_emit=beam.DoFn.StateParam(LAST_EMIT),
                 version_state=beam.DoFn.StateParam(VERSION),
-                firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK)):
-        article_id, published_ms, tally, cooc = keyed[1]
+                save_pending=beam.DoFn.StateParam(SAVE_PENDING),
+                firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK),
+                save=beam.DoFn.TimerParam(SAVE)):
+        item = keyed[1]
+        if self._checkpoint is not None and version_state.read() is None:
+            yield from self._restore(windows_state, closed_state, next_tick, version_state, tick)
         closed_through = closed_state.read() or 0
         windows, version = self._load(windows_state, version_state)
+        if item.position is not None and windows.ledger.is_settled(item.position):
+            SETTLED.labels("replayed").inc()  # counted before a restart
+            self._store(windows, windows_state, version_state, version)
+            return
+        if item.position is not None:
+            windows.ledger.settle(item.position)
+        if item.article_id is None:
+            SETTLED.labels("dead_letter").inc()
+        else:
+            yield from self._add(item, windows, closed_through, next_tick, pending,
+                                 last_emit, firing, tick)
+        self._store(windows, windows_state, version_state, version)
+        self._maybe_checkpoint(windows, closed_through, save_pending, save)
+
+    def _add(self, item, windows, closed_through, next_tick, pending, last_emit, firing, tick):
+        article_id, published_ms = item.article_id, item.published_ms
         keys = [(spec.family, s, e) for spec in self._specs for s, e in assign(spec, published_ms)]
         open_keys, expired = [], []
         for key in keys:
@@ -278,17 +431,22 @@ class _EmitPanesFn(beam.DoFn):
             seen = windows.get(tumbling)
             if seen is not None and article_id in seen[_IDS]:
                 DUPLICATES.inc()
+                SETTLED.labels("duplicate").inc()
                 return
+        SETTLED.labels("late" if expired else "aggregated").inc()
+        AGGREGATED_LANGUAGES.labels(_language_label(item.language)).inc()
         if expired:
             LATE.inc()
-            yield beam.pvalue.TaggedOutput(LATE_ARTICLES, {
+            late = {
                 "article_id": article_id, "published_at": published_ms,
                 "expired_windows": len(expired), "counted_windows": len(open_keys),
                 # A lower bound: a DoFn is not told the watermark, only that a
                 # window boundary timer fired (closed_through_ms).
                 "late_by_at_least_ms": closed_through - min(k[2] for k in expired)
                 - self._lateness_ms,
-                "detected_at": int(time.time() * 1000)})
+                "detected_at": int(time.time() * 1000)}
+            windows.pending[(LATE_ARTICLES, article_id)] = late
+            yield beam.pvalue.TaggedOutput(LATE_ARTICLES, late)
         changed_target = None
         for key in open_keys:
             entry = windows.get(key)
@@ -298,9 +456,9 @@ class _EmitPanesFn(beam.DoFn):
                     self._mentions.create_accumulator(),
                     self._cooc.create() if has_cooc else None, False, False, 0,
                     set() if key[0] == TUMBLING else None]
-            entry[_MENTIONS] = self._mentions.add_input(entry[_MENTIONS], tally)
+            entry[_MENTIONS] = self._mentions.add_input(entry[_MENTIONS], item.tally)
             if entry[_COOC] is not None:
-                entry[_COOC] = self._cooc.add(entry[_COOC], cooc)
+                entry[_COOC] = self._cooc.add(entry[_COOC], item.cooc)
             if entry[_IDS] is not None:
                 entry[_IDS].add(article_id)
             entry[_DIRTY] = True
@@ -322,7 +480,6 @@ class _EmitPanesFn(beam.DoFn):
             elif not pending.read():
                 firing.set(Timestamp.now() + Duration(seconds=self._early))
                 pending.write(True)
-        self._store(windows, windows_state, version_state, version)
 
     @userstate.on_timer(FIRING)
     def on_firing(self, windows_state=beam.DoFn.StateParam(WINDOWS),
@@ -336,13 +493,24 @@ class _EmitPanesFn(beam.DoFn):
         self._store(windows, windows_state, version_state, version)
         yield from panes
 
+    @userstate.on_timer(SAVE)
+    def on_save(self, windows_state=beam.DoFn.StateParam(WINDOWS),
+                closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
+                version_state=beam.DoFn.StateParam(VERSION),
+                save_pending=beam.DoFn.StateParam(SAVE_PENDING),
+                save=beam.DoFn.TimerParam(SAVE)):
+        save_pending.write(False)
+        windows, version = self._load(windows_state, version_state)
+        self._store(windows, windows_state, version_state, version)
+        self._maybe_checkpoint(windows, closed_state.read() or 0, save_pending, save)
+
     def _dirty_panes(self, windows):
         """EARLY (or, after ON_TIME, LATE) panes of every window with news."""
         for key in sorted(windows):
             entry = windows[key]
             if entry[_DIRTY]:
                 timing = "LATE" if entry[_ON_TIME_FIRED] else "EARLY"
-                yield from self._panes(key, entry, timing, False)
+                yield from self._emit(windows, self._panes(key, entry, timing, False))
 
     @userstate.on_timer(TICK)
     def on_tick(self, fired=beam.DoFn.TimestampParam,
@@ -350,32 +518,33 @@ class _EmitPanesFn(beam.DoFn):
                 closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
                 next_tick=beam.DoFn.StateParam(NEXT_TICK),
                 version_state=beam.DoFn.StateParam(VERSION),
-                tick=beam.DoFn.TimerParam(TICK)):
+                save_pending=beam.DoFn.StateParam(SAVE_PENDING),
+                tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE)):
         # The watermark has reached `fired`: every boundary up to it has passed.
         through = max(closed_state.read() or 0, Timestamp.of(fired).micros // 1000 + 1)
         closed_state.write(through)
         windows, version = self._load(windows_state, version_state)
+        had_windows = bool(windows)
         for key in sorted(windows):
             family, _, end_ms = key
             entry = windows[key]
             if not entry[_ON_TIME_FIRED] and end_ms <= through:
                 entry[_ON_TIME_FIRED] = True
                 final = self._lateness_ms == 0 or family == RUNNING
-                yield from self._panes(key, entry, "ON_TIME", final)
+                yield from self._emit(windows, self._panes(key, entry, "ON_TIME", final))
                 if final:
                     del windows[key]
                     continue
             if entry[_ON_TIME_FIRED] and end_ms + self._lateness_ms <= through:
                 # Expiry closes the window with a final pane (LATE: after ON_TIME).
-                yield from self._panes(key, entry, "LATE", True)
+                yield from self._emit(windows, self._panes(key, entry, "LATE", True))
                 del windows[key]
         self._store(windows, windows_state, version_state, version)
-        targets = [self._target(k, e) for k, e in windows.items()]
-        if targets:
-            tick.set(_at_ms(min(targets)))
-            next_tick.write(min(targets))
-        else:
-            next_tick.clear()
+        self._set_tick(windows, next_tick, tick)
+        # Every window closed (the end of a bounded input): save now, and wait
+        # for the offsets to be committed, before the pipeline can finish.
+        self._maybe_checkpoint(windows, through, save_pending, save,
+                               force=had_windows and not windows)
 
     def _panes(self, key, entry, timing, is_final):
         family, start_ms, end_ms = key
@@ -394,7 +563,7 @@ class _EmitPanesFn(beam.DoFn):
 
 
 class _TallyArticleFn(beam.DoFn):
-    """ArticleEntities -> (key, (id, published_at_ms, mention tally, co-occurrence)).
+    """ArticleEntities -> (key, _Input: id, published_at_ms, mention tally, co-occurrence).
 
     A module-level DoFn, not a closure: a pickled closure would carry its own
     copy of the module's Prometheus counter, invisible to the endpoint."""
@@ -409,12 +578,23 @@ class _TallyArticleFn(beam.DoFn):
         for (scope, key) in cooc.tuples:
             if scope == "article":
                 TUPLE_ARTICLES.labels(self._names[key]).inc()
-        yield (_ALL, (article.article_id, article.published_at_ms, tally_article(article), cooc))
+        yield (_ALL, _Input(article.article_id, article.published_at_ms,
+                            tally_article(article), cooc, article.language, article.position))
+
+
+def _dead_letter_input(dead_letter):
+    """A published dead letter -> (key, _Input) that only settles its position."""
+    return (_ALL, _Input(None, 0, None, None, "", dead_letter.get("_position")))
 
 
 class AggregateEntities(beam.PTransform):
     """``ArticleEntities`` -> outputs ``panes`` (``WindowPane`` of every kind)
     and ``late_articles`` (dicts shaped by ``schemas/late_article.avsc``).
+
+    Applied to a PCollection of ``ArticleEntities``, or to a dict
+    ``{"articles": ..., "dead_letters": ...}`` whose dead letters (dicts with
+    a ``_position``, after they were published) are settled in the ledger
+    too, so that checkpoints can commit past them.
 
     Args:
       window_seconds: tumbling window size (default 3600).
@@ -428,6 +608,14 @@ class AggregateEntities(beam.PTransform):
       top_k_pairs: pairs kept per window (default 1000).
       tracked_tuples: tuples of entity ids counted exactly (default
         RUSSIA x NORTH_KOREA x BRIDGE).
+      checkpoint: where checkpoints go (``connectors.checkpoint_files.
+        CheckpointFiles``), or None (default) for none: a restarted job then
+        starts with empty windows.
+      checkpoint_interval_seconds: at most this long between checkpoints
+        while the state changes (default 5).
+      on_checkpoint: called after each checkpoint with ``({(topic,
+        partition): next offset}, wait=bool)``: commit them
+        (``connectors.kafka_offsets.CommitOffsets``).
 
     Example::
 
@@ -438,8 +626,12 @@ class AggregateEntities(beam.PTransform):
     def __init__(self, *, window_seconds=3600, sliding_window_seconds=86400,
                  sliding_period_seconds=3600, early_firing_seconds=5.0,
                  allowed_lateness_seconds=0, max_entities_per_article=20, top_k_pairs=1000,
-                 tracked_tuples=DEFAULT_TUPLES):
+                 tracked_tuples=DEFAULT_TUPLES, checkpoint=None, checkpoint_interval_seconds=5.0,
+                 on_checkpoint=None):
         super().__init__()
+        if checkpoint_interval_seconds <= 0:
+            raise ValueError(f"checkpoint_interval_seconds must be > 0, got "
+                             f"{checkpoint_interval_seconds}")
         if allowed_lateness_seconds < 0:
             raise ValueError(f"allowed_lateness_seconds must be >= 0, got {allowed_lateness_seconds}")
         if early_firing_seconds is not None and early_firing_seconds <= 0:
@@ -456,11 +648,17 @@ class AggregateEntities(beam.PTransform):
         self._max_entities = max_entities_per_article
         self._top_k = top_k_pairs
         self._tuples = tuple(tuple(sorted(t)) for t in tracked_tuples)
+        self._checkpoint = (checkpoint, checkpoint_interval_seconds, on_checkpoint)
 
     def expand(self, found):
-        return (found
-                | "TallyArticle" >> beam.ParDo(_TallyArticleFn(self._max_entities, self._tuples))
-                | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
-                    self._specs, self._early, self._lateness, self._top_k))
-                .with_outputs(LATE_ARTICLES, main="panes"))
+        found, dead_letters = ((found["articles"], found.get("dead_letters"))
+                               if isinstance(found, dict) else (found, None))
+        tallied = found | "TallyArticle" >> beam.ParDo(
+            _TallyArticleFn(self._max_entities, self._tuples))
+        if dead_letters is not None:
+            settled = dead_letters | "SettleDeadLetters" >> beam.Map(_dead_letter_input)
+            tallied = (tallied, settled) | "WithDeadLetters" >> beam.Flatten()
+        return tallied | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
+            self._specs, self._early, self._lateness, self._top_k, *self._checkpoint)
+        ).with_outputs(LATE_ARTICLES, main="panes")
 

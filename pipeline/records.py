@@ -5,6 +5,8 @@ Times are integer milliseconds since the Unix epoch (``*_ms``).
 """
 from typing import NamedTuple, Optional, Tuple
 
+from pipeline.ledger import SourcePosition
+
 
 class Article(NamedTuple):
     """A decoded article, with the Kafka coordinates it was read from."""
@@ -18,6 +20,13 @@ class Article(NamedTuple):
     topic: str
     partition: int
     offset: int
+    prev_offset: int = -1     # see pipeline/ledger.py
+    starts_run: bool = False
+
+    @property
+    def position(self) -> SourcePosition:
+        return SourcePosition(self.topic, self.partition, self.offset, self.prev_offset,
+                              self.starts_run)
 
 
 class Mention(NamedTuple):
@@ -33,6 +42,8 @@ class ArticleEntities(NamedTuple):
     article_id: str
     published_at_ms: int
     mentions: Tuple[Mention, ...]
+    language: str = "en"
+    position: Optional[SourcePosition] = None  # where it was read (None: not from Kafka)
 
 
 class WindowPane(NamedTuple):

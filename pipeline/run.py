@@ -29,6 +29,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from connectors.aggregates_topic import PublishAggregates
 from connectors.avro_files import WriteLateArticles, WriteWindowPanes
+from connectors.checkpoint_files import CheckpointFiles
+from connectors.kafka_offsets import CommitOffsets
 from connectors.kafka_read import ReadFromKafka
 from connectors.kafka_write import WriteToKafka
 from pipeline import metrics, status
@@ -45,23 +47,30 @@ _LOG = logging.getLogger(__name__)
 
 def build(p, settings: Settings, bootstrap_servers: str):
     """Apply the whole pipeline to ``p``; return the PCollection of written file paths."""
+    checkpointed = settings.checkpoint_interval_seconds > 0 and bool(settings.group_id)
     records = p | "ReadArticles" >> ReadFromKafka(
         bootstrap_servers=bootstrap_servers, topic=settings.topic,
         group_id=settings.group_id, bounded=settings.bounded,
         start_from=settings.start_from, idle_timeout_seconds=settings.idle_timeout_seconds,
-        max_records_per_call=settings.max_records_per_call)
+        max_records_per_call=settings.max_records_per_call,
+        # With checkpoints, offsets are committed once counted durably (below).
+        commit_offsets=not checkpointed)
     decoded = records | "DecodeArticles" >> DecodeArticles()
-    decoded.dead_letters | "PublishDeadLetters" >> WriteToKafka(
-        bootstrap_servers=bootstrap_servers, topic=settings.dlq_topic,
-        key_fn=lambda d: d["key"])
-    aggregated = (decoded.articles
-                  | "NormaliseText" >> NormaliseText()
-                  | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,
-                                                         batch_size=settings.batch_size,
-                                                         excluded_labels=settings.excluded_labels,
-                                                         tracked_entities=settings.tracked_entities,
-                                                         rules_only=settings.rules_only,
-                                                         processes=settings.ner_processes)
+    found = (decoded.articles
+             | "NormaliseText" >> NormaliseText()
+             | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,
+                                                    batch_size=settings.batch_size,
+                                                    excluded_labels=settings.excluded_labels,
+                                                    tracked_entities=settings.tracked_entities,
+                                                    rules_only=settings.rules_only,
+                                                    processes=settings.ner_processes))
+    published_dead_letters = (
+        (decoded.dead_letters, found.dead_letters)
+        | "AllDeadLetters" >> beam.Flatten()
+        | "PublishDeadLetters" >> WriteToKafka(
+            bootstrap_servers=bootstrap_servers, topic=settings.dlq_topic,
+            key_fn=lambda d: d["key"]))
+    aggregated = ({"articles": found.found, "dead_letters": published_dead_letters}
                   | "AggregateEntities" >> AggregateEntities(
                       window_seconds=settings.window_seconds,
                       sliding_window_seconds=settings.sliding_window_seconds,
@@ -70,7 +79,12 @@ def build(p, settings: Settings, bootstrap_servers: str):
                       allowed_lateness_seconds=settings.allowed_lateness_seconds,
                       max_entities_per_article=settings.max_entities_per_article,
                       top_k_pairs=settings.top_k_pairs,
-                      tracked_tuples=settings.tracked_tuples))
+                      tracked_tuples=settings.tracked_tuples,
+                      checkpoint=CheckpointFiles(settings.output_dir) if checkpointed else None,
+                      checkpoint_interval_seconds=settings.checkpoint_interval_seconds or 5.0,
+                      on_checkpoint=CommitOffsets(
+                          bootstrap_servers=bootstrap_servers,
+                          group_id=settings.group_id) if checkpointed else None))
     aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
         output_dir=settings.output_dir)
     if settings.aggregates_topic:

@@ -48,6 +48,7 @@ class Settings:
     excluded_labels: tuple = tuple(sorted(EXCLUDED_LABELS))  # spaCy labels not counted
     batch_size: int = 64
     max_records_per_call: int = 500
+    checkpoint_interval_seconds: float = 5.0  # 0: no checkpoints (a restart starts empty)
     metrics_port: int = 9477  # 0: no endpoint
     metrics_host: str = "127.0.0.1"
 
@@ -59,6 +60,9 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.early_firing_seconds <= 0 or self.idle_timeout_seconds <= 0:
             raise ValueError("early_firing_seconds and idle_timeout_seconds must be > 0")
+        if self.checkpoint_interval_seconds < 0:
+            raise ValueError(f"checkpoint_interval_seconds must be >= 0, got "
+                             f"{self.checkpoint_interval_seconds}")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"allowed_lateness_seconds must be >= 0, got {self.allowed_lateness_seconds}")
 
@@ -105,6 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser):
                              "RUSSIA,NORTH_KOREA,BRIDGE)")
     parser.add_argument("--aggregates-topic", default=None,
                         help="also publish every aggregate record as Avro binary to this topic")
+    parser.add_argument("--checkpoint-interval-seconds", type=float,
+                        default=d.checkpoint_interval_seconds,
+                        help="save the aggregation's state under OUTPUT/_checkpoint at most this "
+                             "often, and commit offsets only once counted there, so a restart "
+                             "after a crash loses nothing and counts nothing twice; 0 for none "
+                             "(default %(default)s)")
     parser.add_argument("--idle-timeout-seconds", type=float, default=d.idle_timeout_seconds,
                         help="a partition silent this long lets its watermark follow the clock "
                         "(default %(default)s)")
@@ -157,6 +167,7 @@ def from_args(args: argparse.Namespace) -> Settings:
         max_entities_per_article=args.max_entities_per_article, top_k_pairs=args.top_k_pairs,
         tracked_tuples=_tuples(args.tracked_tuple) if args.tracked_tuple else Settings.tracked_tuples,
         aggregates_topic=args.aggregates_topic,
+        checkpoint_interval_seconds=args.checkpoint_interval_seconds,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,
         tracked_entities=args.tracked_entities, rules_only=args.rules_only,
         ner_processes=args.ner_processes,

@@ -46,7 +46,7 @@ def test_seeds_give_the_hand_checked_tracked_counts_and_metrics(rules_only):
     with beam.Pipeline(runner=FnApiRunner()) as p:
         found = (p | beam.Create(articles)
                  | "Normalise" >> NormaliseText()
-                 | "Extract" >> ExtractEntities(batch_size=2, rules_only=rules_only))
+                 | "Extract" >> ExtractEntities(batch_size=2, rules_only=rules_only)).found
         assert_that(found | beam.Map(tracked_summary), equal_to(want))
     for e in TRACKED:
         total = sum(c[e] for c in FIXTURE["counts"].values())

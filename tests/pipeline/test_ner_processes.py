@@ -29,9 +29,9 @@ def test_two_processes_match_in_process_extraction():
     names = {"RUSSIA": "Russia", "NORTH_KOREA": "North Korea", "BRIDGE": "Bridge"}
     expected = [ArticleEntities(a.id, a.published_at_ms, tuple(
         m._replace(text=names.get(m.entity_id, m.text))
-        for m in entities_of(doc, tracked_types=types)))
+        for m in entities_of(doc, tracked_types=types)), a.language, a.position)
         for a, doc in zip(clean, nlp.pipe(article_text(a) for a in clean))]
     assert sum(len(e.mentions) for e in expected) > 100
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        found = (p | beam.Create(clean) | ExtractEntities(batch_size=5, processes=2))
+        found = (p | beam.Create(clean) | ExtractEntities(batch_size=5, processes=2)).found
         assert_that(found, equal_to(expected))
