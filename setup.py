@@ -16,6 +16,6 @@ setup(
         "prometheus-client==0.26.0",
         "matplotlib==3.10.9",
     ],
-    extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0"]},
+    extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0", "hypothesis==6.170.15"]},
     entry_points={"console_scripts": ["entitystream=pipeline.cli:main"]},
 )
