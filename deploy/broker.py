@@ -15,6 +15,16 @@ Flow:
 3. ``stop()`` sends SIGTERM to the broker's process group and SIGKILL if it has not
    exited in time.
 
+With ``start(..., sasl_users={"alice": "alice-secret"})`` (an instance for tests of
+the Kafka security settings) the client listener is ``SASL_PLAINTEXT`` instead of
+``PLAINTEXT``, accepting PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for those users: the
+PLAIN users are in the listener's JAAS config, the SCRAM credentials are written into
+the metadata log when the data dir is formatted (``--add-scram``), so a state dir keeps
+the SCRAM users it was first formatted with. The broker's own user (inter-broker
+traffic and the readiness probe) gets a random password, kept with the PLAIN users in
+``<state>/server.properties`` and in ``<state>/sasl-client.json``, both mode 0600.
+This is a development broker: PLAIN over SASL_PLAINTEXT sends passwords in the clear.
+
 The rest of the project calls ``bootstrap_servers()``: ``$KAFKA_BOOTSTRAP_SERVERS`` when
 set (an external cluster), else the address of this local broker, started on demand.
 
@@ -129,8 +139,13 @@ def ensure_jars() -> Path:
 
 
 def start(port: int | None = None, controller_port: int | None = None, timeout_s: float = 90,
-          state_dir: str | os.PathLike | None = None) -> str:
+          state_dir: str | os.PathLike | None = None,
+          sasl_users: dict[str, str] | None = None) -> str:
     """Start the local broker unless it already runs; return its address ``127.0.0.1:PORT``.
+
+    ``sasl_users`` (``{username: password}``, default None: a PLAINTEXT listener) makes
+    the client listener SASL_PLAINTEXT with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for
+    those users (see the module docstring).
 
     ``port`` defaults to ``$ENTITYSTREAM_BROKER_PORT`` or 19092, ``controller_port`` to
     port + 1, ``state_dir`` to ``resolve_state_dir()``. If a broker from the state dir
@@ -141,6 +156,8 @@ def start(port: int | None = None, controller_port: int | None = None, timeout_s
     state = resolve_state_dir(state_dir)
     explicit = port is not None or bool(os.environ.get("ENTITYSTREAM_BROKER_PORT"))
     port, controller_port = _ports(port, controller_port)
+    if sasl_users is not None:
+        _check_sasl_users(sasl_users)
     deadline = time.monotonic() + timeout_s
     libs = ensure_jars()
     state.mkdir(parents=True, exist_ok=True)
@@ -154,6 +171,11 @@ def start(port: int | None = None, controller_port: int | None = None, timeout_s
                     f"not on port {port}. Use that address, or run `python -m deploy.broker stop` "
                     "first to restart it on another port."
                 )
+            if sasl_users is not None and not (state / _SASL_CLIENT).exists():
+                raise BrokerError(
+                    f"The broker from {state} already runs (pid {pid}) without SASL. Stop it "
+                    "(`python -m deploy.broker stop`) or use another state dir for a SASL broker."
+                )
             address = f"{HOST}:{running_port}"
             _wait_ready(address, pid, state, deadline)
             return address
@@ -166,8 +188,8 @@ def start(port: int | None = None, controller_port: int | None = None, timeout_s
                     "or set KAFKA_BOOTSTRAP_SERVERS to use an existing Kafka."
                 )
         java = _java()
-        properties = _write_properties(state, port, controller_port)
-        _format_storage(java, libs, state, properties)
+        properties = _write_properties(state, port, controller_port, sasl_users)
+        _format_storage(java, libs, state, properties, sasl_users)
         pid = _launch(java, libs, state, properties)
         address = f"{HOST}:{port}"
         try:
@@ -251,7 +273,8 @@ def _java_cmd(java: str, libs: Path, state: Path) -> list[str]:
             f"-Dkafka.logs.dir={state}", "-cp", f"{libs}/*"]
 
 
-def _write_properties(state: Path, port: int, controller_port: int) -> Path:
+def _write_properties(state: Path, port: int, controller_port: int,
+                      sasl_users: dict[str, str] | None = None) -> Path:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -276,10 +299,88 @@ def _write_properties(state: Path, port: int, controller_port: int) -> Path:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
     }
+    (state / _SASL_CLIENT).unlink(missing_ok=True)
+    if sasl_users is not None:
+        settings.update(_sasl_settings(state, port, controller_port, sasl_users))
     path = state / "server.properties"
     lines = [f"# Written by deploy/broker.py for Kafka {KAFKA_VERSION}; rewritten on every start."]
-    path.write_text("\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n")
+    text = "\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n"
+    if sasl_users is None:
+        path.write_text(text)
+    else:  # holds passwords: readable by the owner only
+        _write_private(path, text)
     return path
+
+
+# SASL (optional): a SASL_PLAINTEXT client listener for the security tests.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SASL_CLIENT = "sasl-client.json"  # the broker user's client settings, for the probe
+_SASL_BROKER_USER = "entitystream-broker"
+_SASL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~!@#%^*")
+
+
+def _check_sasl_users(users: dict[str, str]) -> None:
+    """Names and passwords go into JAAS strings and ``--add-scram`` arguments, unquoted
+    characters only; the error names the user, never the password."""
+    if not isinstance(users, dict) or not users:
+        raise BrokerError("sasl_users must be a non-empty dict {username: password}.")
+    for name, password in users.items():
+        if not name or not set(name) <= _SASL_SAFE or "=" in name:
+            raise BrokerError(f"SASL user name {name!r}: use letters, digits and ._-+~!@#%^* only.")
+        if name == _SASL_BROKER_USER:
+            raise BrokerError(f"SASL user name {name!r} is the broker's own; pick another.")
+        if not isinstance(password, str) or not password or not set(password) <= _SASL_SAFE:
+            raise BrokerError(f"The password of SASL user {name!r} must be non-empty and use "
+                              "letters, digits and ._-+~!@#%^* only.")
+
+
+def _sasl_settings(state: Path, port: int, controller_port: int,
+                   users: dict[str, str]) -> dict[str, str]:
+    import secrets
+    broker_password = secrets.token_hex(16)
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in
+                           {_SASL_BROKER_USER: broker_password, **users}.items())
+    prefix = "listener.name.sasl_plaintext"
+    _write_private(state / _SASL_CLIENT, json.dumps({
+        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": _SASL_BROKER_USER, "sasl_plain_password": broker_password}))
+    return {
+        "listeners": f"SASL_PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://{HOST}:{port}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        f"{prefix}.plain.sasl.jaas.config":
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{_SASL_BROKER_USER}" password="{broker_password}" {plain_users};',
+        # Server side only: SCRAM credentials come from the metadata log.
+        f"{prefix}.scram-sha-256.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        f"{prefix}.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    }
+
+
+def _scram_arguments(users: dict[str, str] | None) -> list[str]:
+    arguments = []
+    for name, password in sorted((users or {}).items()):
+        for mechanism in SASL_MECHANISMS[1:]:
+            arguments += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return arguments
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _client_security(state: Path) -> dict:
+    """The probe's kafka-python security settings for the broker of ``state`` ({} without SASL)."""
+    text = _read(state / _SASL_CLIENT)
+    return json.loads(text) if text else {}
 
 
 def _configured_port(state: Path) -> int | None:
@@ -290,21 +391,44 @@ def _configured_port(state: Path) -> int | None:
     return None
 
 
-def _format_storage(java: str, libs: Path, state: Path, properties: Path) -> None:
+def _format_storage(java: str, libs: Path, state: Path, properties: Path,
+                    sasl_users: dict[str, str] | None = None) -> None:
     """Format the data dir once. No --standalone: that is for a dynamic quorum
-    (controller.quorum.bootstrap.servers); ours is the static controller.quorum.voters."""
+    (controller.quorum.bootstrap.servers); ours is the static controller.quorum.voters.
+    SCRAM users are written into the metadata log here, so they are fixed at format time."""
     if (state / "data" / "meta.properties").exists():
+        if sasl_users is not None:
+            _check_scram_users(state, sasl_users)
         return
     tool = _java_cmd(java, libs, state) + ["kafka.tools.StorageTool"]
     cluster_id = _run(tool + ["random-uuid"]).strip().splitlines()[-1]
-    _run(tool + ["format", "-t", cluster_id, "-c", str(properties), "--ignore-formatted"])
+    _run(tool + ["format", "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]
+         + _scram_arguments(sasl_users))
+    if sasl_users is not None:
+        (state / "scram-users.sha256").write_text(_users_digest(sasl_users))
+
+
+def _users_digest(users: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(users.items())).encode()).hexdigest()
+
+
+def _check_scram_users(state: Path, users: dict[str, str]) -> None:
+    if _read(state / "scram-users.sha256") != _users_digest(users):
+        raise BrokerError(
+            f"The data dir {state / 'data'} was formatted with other SCRAM users (or without "
+            "SASL); SCRAM users are created only when the data dir is formatted. Delete "
+            f"{state / 'data'} (its topics are lost) or use another state dir."
+        )
 
 
 def _run(cmd: list[str]) -> str:
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
+        # --add-scram arguments hold passwords: not repeated in the message.
+        shown = [a if i == 0 or cmd[i - 1] != "--add-scram" else "<credentials>"
+                 for i, a in enumerate(cmd)]
         raise BrokerError(
-            f"`{shlex.join(cmd)}` failed with status {proc.returncode}:\n"
+            f"`{shlex.join(shown)}` failed with status {proc.returncode}:\n"
             f"{_last_lines(proc.stdout + proc.stderr)}\n"
             "If the data dir is damaged, run `python -m deploy.broker stop` and delete it."
         )
@@ -334,7 +458,8 @@ def _wait_ready(address: str, pid: int, state: Path, deadline: float) -> None:
                 f"retry; to start from scratch, delete {state / 'data'}."
             )
         if _listening(port):
-            problem = _probe(address, timeout_ms=max(1000, int((deadline - time.monotonic()) * 1000)))
+            problem = _probe(address, timeout_ms=max(1000, int((deadline - time.monotonic()) * 1000)),
+                             security=_client_security(state))
             if problem is None:
                 return
         if time.monotonic() >= deadline:
@@ -347,8 +472,9 @@ def _wait_ready(address: str, pid: int, state: Path, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def _probe(address: str, timeout_ms: int) -> str | None:
-    """None if a kafka-python admin client can list topics at ``address``, else what went wrong."""
+def _probe(address: str, timeout_ms: int, security: dict | None = None) -> str | None:
+    """None if a kafka-python admin client can list topics at ``address``, else what went wrong.
+    ``security``: kafka-python security settings (a SASL broker's own user)."""
     try:
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
@@ -356,7 +482,7 @@ def _probe(address: str, timeout_ms: int) -> str | None:
         raise BrokerError("kafka-python is needed to check the broker: pip install kafka-python") from exc
     timeout_ms = min(timeout_ms, 5000)
     config = {"bootstrap_servers": address, "client_id": "entitystream-broker-probe",
-              "request_timeout_ms": timeout_ms}
+              "request_timeout_ms": timeout_ms, **(security or {})}
     if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python >= 3
         config["bootstrap_timeout_ms"] = timeout_ms
     try:
@@ -484,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     start_cmd.add_argument("--port", type=int, help="client port (default: $ENTITYSTREAM_BROKER_PORT or 19092)")
     start_cmd.add_argument("--controller-port", type=int, help="controller port (default: port + 1)")
     start_cmd.add_argument("--timeout", type=float, default=90, help="seconds to wait for readiness")
+    start_cmd.add_argument("--sasl-users-file", metavar="JSON",
+                           help='a SASL_PLAINTEXT client listener (PLAIN, SCRAM-SHA-256/512) for '
+                                'the users of this JSON file, {"alice": "alice-secret", ...}')
     stop_cmd = commands.add_parser("stop", help="stop the broker")
     stop_cmd.add_argument("--timeout", type=float, default=30, help="seconds before SIGKILL")
     status_cmd = commands.add_parser("status", help="show the broker's state (exit status 1 if not running)")
@@ -495,7 +624,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "start":
             was_running = status(args.state_dir)["running"]
-            address = start(args.port, args.controller_port, args.timeout, state_dir=args.state_dir)
+            users = None
+            if args.sasl_users_file:
+                try:
+                    users = json.loads(Path(args.sasl_users_file).read_text())
+                except (OSError, ValueError) as exc:
+                    raise BrokerError(f"cannot read --sasl-users-file {args.sasl_users_file}: "
+                                      f"{type(exc).__name__}; give a JSON object "
+                                      '{"user": "password", ...}') from None
+            address = start(args.port, args.controller_port, args.timeout, state_dir=args.state_dir,
+                            sasl_users=users)
             info = status(args.state_dir)
             print(f"Kafka {KAFKA_VERSION} broker {'already running' if was_running else 'started'} at "
                   f"{address} (pid {info['pid']}; log {info['log']})")
