@@ -60,15 +60,20 @@ def decode_message(value: bytes, headers) -> dict:
 
 
 class PublishAggregates(beam.PTransform):
-    """``WindowPane`` -> one Avro-binary message per record on ``topic``."""
+    """``WindowPane`` -> one Avro-binary message per record on ``topic``.
 
-    def __init__(self, *, bootstrap_servers, topic):
+    ``producer_config``: extra ``KafkaProducer`` settings, e.g. security options
+    (``KafkaSecurity.client_config()``; default none)."""
+
+    def __init__(self, *, bootstrap_servers, topic, producer_config=None):
         super().__init__()
         self._bootstrap = bootstrap_servers
         self._topic = topic
+        self._producer_config = producer_config
 
     def expand(self, panes):
         return (panes
                 | "PaneRecords" >> beam.FlatMap(pane_records)
                 | "Produce" >> WriteToKafka(bootstrap_servers=self._bootstrap, topic=self._topic,
-                                            key_fn=_key, value_fn=_value, headers_fn=_headers))
+                                            key_fn=_key, value_fn=_value, headers_fn=_headers,
+                                            producer_config=self._producer_config))

@@ -2,16 +2,33 @@
 
 Each element becomes one message: ``key_fn(element)`` and
 ``value_fn(element)`` give its key and value bytes. A bundle finishes only
-after the producer has flushed and every send is acknowledged, so a failed
-send fails (and retries) the bundle rather than losing the message. The
-output is the elements themselves, each emitted once its send is
-acknowledged: a later stage may count on them being in Kafka.
+after every send is acknowledged. The output is the elements themselves,
+each emitted once its send is acknowledged: a later stage may count on them
+being in Kafka.
+
+A failed bundle fails the whole job on Prism (it does not retry bundles), so
+a send that fails because Kafka cannot be reached (a retriable error: the
+producer's own retries timed out, no broker to bootstrap from) is sent again
+until it is acknowledged: the bundle waits, logging each wait, for up to
+``max_outage_seconds`` (default 600) before it gives up and fails. Nothing is
+lost; a message resent after a timeout may be in the topic twice (the
+producer is idempotent within one send, not across resends). A non-retriable
+error (e.g. a message too large) fails the bundle at once, as before. The
+producer reports its connection to ``kafka_progress.KafkaHealth``
+(``client="writer"``).
 """
 import json
+import logging
+import time
 
 import apache_beam as beam
 
+from connectors.kafka_progress import RECONNECT_BACKOFF_MAX_MS, KafkaHealth
+
 __all__ = ["WriteToKafka", "json_value"]
+
+_LOG = logging.getLogger(__name__)
+_WAIT_STEP_S = 10.0  # how often a bundle waiting on Kafka logs and checks
 
 
 def json_value(record: dict) -> bytes:
@@ -25,43 +42,121 @@ def json_value(record: dict) -> bytes:
     return json.dumps(public, default=default, sort_keys=True).encode("utf-8")
 
 
+def _outage(exc):
+    """Whether a send error means Kafka could not be reached (worth sending again)."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, OSError)
+
+
 class _ProduceFn(beam.DoFn):
-    def __init__(self, bootstrap_servers, topic, key_fn, value_fn, headers_fn, producer_config):
+    def __init__(self, bootstrap_servers, topic, key_fn, value_fn, headers_fn, producer_config,
+                 max_outage_s=600.0):
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._key_fn = key_fn
         self._value_fn = value_fn
         self._headers_fn = headers_fn
         self._config = dict(producer_config)
+        self._max_outage = max_outage_s
         self._producer = None
         self._futures = []
+        self._health = None
+        self._create_failed = None  # (monotonic time, error) of the last failed KafkaProducer()
 
     def setup(self):
-        from kafka import KafkaProducer
-        self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, acks="all",
-                                       client_id="entitystream-writer", **self._config)
+        self._health = KafkaHealth("writer", self._bootstrap)
+        try:
+            self._get_producer()
+        except Exception as exc:  # noqa: BLE001 - no broker now: the first send tries again
+            if not _outage(exc):
+                raise
+            self._health.down(exc)
+
+    def _get_producer(self):
+        if self._producer is None:
+            failed = self._create_failed
+            if failed is not None and time.monotonic() - failed[0] < _WAIT_STEP_S:
+                raise failed[1]  # the broker was not there a moment ago: not every element
+            from kafka import KafkaProducer
+            config = dict(acks="all", client_id="entitystream-writer",
+                          reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                          max_block_ms=int(_WAIT_STEP_S * 1000),
+                          bootstrap_timeout_ms=int(_WAIT_STEP_S * 1000))
+            config.update(self._config)
+            try:
+                self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, **config)
+            except Exception as exc:
+                self._create_failed = (time.monotonic(), exc)
+                raise
+            self._create_failed = None
+            self._health.watch(self._producer)
+        return self._producer
 
     def start_bundle(self):
         self._futures = []
 
+    def _send(self, element):
+        """The send's future, or the retriable error that kept it from being sent."""
+        try:
+            return self._get_producer().send(
+                self._topic, key=self._key_fn(element), value=self._value_fn(element),
+                headers=self._headers_fn(element) if self._headers_fn else None)
+        except Exception as exc:  # noqa: BLE001 - no broker (bootstrap, metadata): resent
+            if not _outage(exc):
+                raise
+            return exc
+
     def process(self, element, wv=beam.DoFn.WindowedValueParam):
-        self._futures.append((wv, self._producer.send(
-            self._topic, key=self._key_fn(element), value=self._value_fn(element),
-            headers=self._headers_fn(element) if self._headers_fn else None)))
+        self._futures.append((wv, element, self._send(element)))
 
     def finish_bundle(self):
-        futures, self._futures = self._futures, []
-        if not futures:
-            return
-        self._producer.flush()
-        for wv, future in futures:
-            future.get(timeout=30)  # raises KafkaError: the bundle fails and is retried
-            yield wv
+        pending, self._futures = self._futures, []
+        started = time.monotonic()
+        while pending:
+            if self._producer is not None:
+                try:
+                    self._producer.flush(timeout=_WAIT_STEP_S)
+                except Exception:  # noqa: BLE001 - KafkaTimeoutError: not all acknowledged yet
+                    pass
+            else:  # no producer (no broker to bootstrap from): wait for the next attempt
+                failed = self._create_failed
+                time.sleep(max(0.5, failed[0] + _WAIT_STEP_S - time.monotonic())
+                           if failed else 0.5)
+            waiting, error = [], None
+            for wv, element, sent in pending:
+                if not isinstance(sent, Exception) and not sent.is_done:
+                    waiting.append((wv, element, sent))
+                elif not isinstance(sent, Exception) and sent.succeeded():
+                    yield wv
+                else:
+                    error = sent if isinstance(sent, Exception) else sent.exception
+                    if not _outage(error):
+                        raise error  # not an outage: the bundle fails, as it always did
+                    waiting.append((wv, element, self._send(element)))
+            pending = waiting
+            if not pending:
+                break
+            waited = time.monotonic() - started
+            if error is not None:
+                self._health.down(error)
+            elif self._producer is not None:
+                self._health.observe(self._producer)
+            if waited > self._max_outage:
+                raise RuntimeError(
+                    f"{len(pending)} message(s) for {self._topic} not acknowledged by Kafka at "
+                    f"{self._bootstrap} after {waited:.0f} s (max_outage_seconds "
+                    f"{self._max_outage:.0f}); last error: {error}")
+            _LOG.warning("%d message(s) for %s not acknowledged after %.0f s (Kafka at %s: %s); "
+                         "waiting, up to %.0f s", len(pending), self._topic, waited,
+                         self._bootstrap, error or "no answer yet", self._max_outage)
+        if not self._health.connected:  # everything acknowledged: Kafka is back
+            self._health.up()
 
     def teardown(self):
         if self._producer is not None:
             self._producer.close(timeout=10)
             self._producer = None
+        if self._health is not None:
+            self._health.close()
 
 
 class WriteToKafka(beam.PTransform):
@@ -73,7 +168,11 @@ class WriteToKafka(beam.PTransform):
       key_fn: element -> key bytes or None (default: None).
       value_fn: element -> value bytes (default: ``json_value``).
       headers_fn: element -> list of ``(str, bytes)`` headers (default: none).
-      producer_config: extra ``KafkaProducer`` settings.
+      producer_config: extra ``KafkaProducer`` settings, e.g. security options
+        (``KafkaSecurity.client_config()``).
+      max_outage_seconds: how long a bundle waits for Kafka to acknowledge its
+        messages through an outage, sending again what failed, before it
+        fails (default 600).
 
     Example::
 
@@ -82,12 +181,15 @@ class WriteToKafka(beam.PTransform):
     """
 
     def __init__(self, *, bootstrap_servers, topic, key_fn=None, value_fn=json_value,
-                 headers_fn=None, producer_config=None):
+                 headers_fn=None, producer_config=None, max_outage_seconds=600.0):
         super().__init__()
         if not topic:
             raise ValueError("WriteToKafka needs a topic name")
+        if max_outage_seconds <= 0:
+            raise ValueError(f"max_outage_seconds must be > 0, got {max_outage_seconds}")
         self._args = (bootstrap_servers, topic, key_fn or (lambda _: None), value_fn,
-                      headers_fn, tuple(sorted((producer_config or {}).items())))
+                      headers_fn, tuple(sorted((producer_config or {}).items())),
+                      max_outage_seconds)
 
     def expand(self, pcoll):
         return pcoll | "Produce" >> beam.ParDo(_ProduceFn(*self._args))

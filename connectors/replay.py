@@ -115,12 +115,14 @@ def read_articles(paths, skipped=None):
             raise ValueError(msg)
 
 
-def ensure_topic(bootstrap_servers, topic, partitions=1):
-    """Create ``topic`` if missing; return its partition count."""
+def ensure_topic(bootstrap_servers, topic, partitions=1, client_config=None):
+    """Create ``topic`` if missing; return its partition count. ``client_config``: extra
+    kafka-python settings, e.g. security options (``KafkaSecurity.client_config()``)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="entitystream-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="entitystream-admin",
+                             **(client_config or {}))
     try:
         if topic not in admin.list_topics():
             try:
@@ -135,11 +137,13 @@ def ensure_topic(bootstrap_servers, topic, partitions=1):
 
 
 def publish(articles, *, bootstrap_servers, topic, partitions=1, order="time",
-            progress=None):
+            progress=None, client_config=None):
     """Send ``articles`` to ``topic``; return the number sent.
 
     ``order``: ``time`` (by publication time, the default) or ``input``.
     ``progress``: optional callable ``(sent, total)`` called as sends complete.
+    ``client_config``: extra kafka-python settings for the admin client and the
+    producer, e.g. security options (``KafkaSecurity.client_config()``).
     """
     from kafka import KafkaProducer
     articles = list(articles)
@@ -147,10 +151,10 @@ def publish(articles, *, bootstrap_servers, topic, partitions=1, order="time",
         articles.sort(key=lambda a: (a["published_at"], a["id"]))
     elif order != "input":
         raise ValueError(f"order must be 'time' or 'input', got {order!r}")
-    ensure_topic(bootstrap_servers, topic, partitions)
+    ensure_topic(bootstrap_servers, topic, partitions, client_config)
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
                              linger_ms=20, compression_type=None,
-                             client_id="entitystream-replay")
+                             client_id="entitystream-replay", **(client_config or {}))
     try:
         futures = []
         for index, article in enumerate(articles, 1):

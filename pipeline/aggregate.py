@@ -48,8 +48,10 @@ end of the window despite allowed lateness, and neither Prism nor the Python
 DirectRunner drops input for expired windows. Kept here, the rules are the
 same on every runner.
 """
+import contextlib
 import logging
 import re
+import threading
 import time
 import uuid
 from typing import NamedTuple, Optional
@@ -223,6 +225,8 @@ class _OpenWindows(dict, CacheAware):
     _BYTES_PER_ENTRY = 4096  # a rough weight: an open window with its tallies
     # Beside the windows (set on first use; pickled with the dict):
     ledger = None   # SourceLedger: the source messages settled so far
+    closed_through = 0  # ms: every window boundary up to here has passed (tick timers)
+    next_tick = None    # ms: the boundary the tick timer is set for
     pending = None  # outputs emitted since the last checkpoint (re-emitted on restore):
     #                 {(kind, start, end): WindowPane, ("late", id): late-article dict}
 
@@ -236,6 +240,18 @@ class _OpenWindows(dict, CacheAware):
 # The open windows of each step, as last written by a committed or running
 # bundle in this process: {step token: (version, windows)}. See _load.
 _LIVE = {}
+_STARTED = set()  # step tokens whose first bundle in this process has run (see _restore)
+_LOCKS = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(token):
+    """One bundle at a time works on a step's windows in this process (see _load)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(token, threading.Lock())
+    with lock:
+        yield
 
 
 # Window state entry fields.
@@ -249,8 +265,6 @@ class _EmitPanesFn(beam.DoFn):
     # {(family, start_ms, end_ms): [mentions acc, cooc acc|None, dirty,
     #                               on_time_fired, next pane index, article ids|None]}
     WINDOWS = userstate.ReadModifyWriteStateSpec("windows", coders.PickleCoder())
-    CLOSED_THROUGH = userstate.ReadModifyWriteStateSpec("closed_through_ms", coders.VarIntCoder())
-    NEXT_TICK = userstate.ReadModifyWriteStateSpec("next_tick_ms", coders.VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("firing_pending", coders.BooleanCoder())
     LAST_EMIT = userstate.ReadModifyWriteStateSpec("last_emit_ms", coders.VarIntCoder())
     VERSION = userstate.ReadModifyWriteStateSpec("windows_version", coders.VarIntCoder())
@@ -276,6 +290,11 @@ class _EmitPanesFn(beam.DoFn):
     def setup(self):
         self._last_checkpoint = time.monotonic()
 
+    def teardown(self):
+        # The runner discards a DoFn after a failed bundle (before any retry):
+        # its in-process copy may hold that bundle's changes, so drop it.
+        _LIVE.pop(self._step_token, None)
+
     def _load(self, windows_state, version_state):
         """The open windows and their version.
 
@@ -284,13 +303,21 @@ class _EmitPanesFn(beam.DoFn):
         matches the copy this process wrote last, that copy is the state and
         the big cell is not read. A bundle that failed after changing the copy
         never committed its version, so the next one finds a mismatch and
-        reads the state again."""
+        reads the state again.
+
+        Callers hold ``_exclusive``: Prism 2.75 runs bundles of the one key
+        at the same time (timers beside elements), each with its own
+        snapshot of the state; unserialised, the last to commit would undo
+        the other's changes (seen: articles missing from the ledger)."""
         version = version_state.read() or 0
         # Taken out while in use: only _store puts it back, so a call that
         # fails half-way through changing it leaves no copy behind.
         live = _LIVE.pop(self._step_token, None)
-        if live is not None and live[0] == version:
-            windows = live[1]
+        if live is not None and live[0] >= version:
+            # Newer than (or as new as) the state the runner handed this
+            # bundle: Prism may hand a bundle an older snapshot of the key's
+            # state while another bundle of the key has moved on.
+            windows, version = live[1], live[0]
         else:
             windows = windows_state.read() or _OpenWindows()
         if windows.ledger is None:
@@ -308,18 +335,19 @@ class _EmitPanesFn(beam.DoFn):
             return end_ms + self._lateness_ms
         return end_ms
 
-    def _set_tick(self, windows, next_tick, tick):
+    def _set_tick(self, windows, tick):
         targets = [self._target(k, e) for k, e in windows.items()]
+        windows.next_tick = min(targets) if targets else None
         if targets:
-            tick.set(_at_ms(min(targets)))
-            next_tick.write(min(targets))
-        else:
-            next_tick.clear()
+            tick.set(_at_ms(windows.next_tick))
 
     # --- checkpoints -------------------------------------------------------
 
-    def _restore(self, windows_state, closed_state, next_tick, version_state, tick):
+    def _restore(self, windows_state, version_state, tick):
         """First call of a job: start from the latest checkpoint, if any.
+
+        Once per process and step: a later bundle may also find no state (Prism
+        hands concurrent bundles old snapshots, see _load) and must not restore.
 
         Outputs emitted since the checkpoint before it may not have been
         written when the last run died: they are emitted again (same names,
@@ -328,8 +356,10 @@ class _EmitPanesFn(beam.DoFn):
         snapshot = self._checkpoint.load()
         if snapshot is None:
             return
-        windows, closed_through = snapshot
-        _LOG.info("restored the aggregation checkpoint of %s: %d open windows, closed "
+        windows = snapshot
+        closed_through = windows.closed_through
+        # A warning, so that it shows at the CLI's default level: rare and worth knowing.
+        _LOG.warning("restored the aggregation checkpoint of %s: %d open windows, closed "
                   "through %d, next offsets %s", self._checkpoint.path, len(windows),
                   closed_through, windows.ledger.commit_offsets())
 
@@ -347,8 +377,7 @@ class _EmitPanesFn(beam.DoFn):
             return end_ms + lateness <= closed_through
 
         self._checkpoint.discard_panes(keep)
-        closed_state.write(closed_through)
-        self._set_tick(windows, next_tick, tick)
+        self._set_tick(windows, tick)
         self._store(windows, windows_state, version_state, 0)
         for key, output in sorted(windows.pending.items(), key=lambda kv: repr(kv[0])):
             if key[0] == LATE_ARTICLES:
@@ -356,19 +385,21 @@ class _EmitPanesFn(beam.DoFn):
             else:
                 yield output
 
-    def _maybe_checkpoint(self, windows, closed_through, save_pending, save, force=False):
-        """Save a checkpoint when one is due (or ``force``), then commit the
-        offsets it settles; else make sure a timer will save one."""
+    def _maybe_checkpoint(self, windows, save_pending, save, due=False,
+                          wait=False):
+        """Save a checkpoint when one is ``due`` (or the interval has passed),
+        then commit the offsets it settles (``wait``: until committed); else
+        make sure a timer will save one."""
         if self._checkpoint is None:
             return
         now = time.monotonic()
-        if not force and now - self._last_checkpoint < self._checkpoint_interval:
+        if not due and now - self._last_checkpoint < self._checkpoint_interval:
             if self._early is not None and not save_pending.read():
                 save.set(Timestamp.now() + Duration(seconds=self._checkpoint_interval))
                 save_pending.write(True)
             return
         try:
-            self._checkpoint.save((windows, closed_through))
+            self._checkpoint.save(windows)
         except OSError as exc:
             CHECKPOINT_FAILURES.inc()
             _LOG.error("could not write the aggregation checkpoint %s (%s); retrying in "
@@ -378,8 +409,9 @@ class _EmitPanesFn(beam.DoFn):
             return
         self._last_checkpoint = now
         windows.pending = {}
+        _LOG.debug("checkpoint saved: next offsets %s", windows.ledger.commit_offsets())
         if self._on_checkpoint is not None:
-            self._on_checkpoint(windows.ledger.commit_offsets(), wait=force)
+            self._on_checkpoint(windows.ledger.commit_offsets(), wait=wait)
 
     def _emit(self, windows, panes):
         """Yield ``panes``, remembering each as pending until the next checkpoint."""
@@ -390,34 +422,34 @@ class _EmitPanesFn(beam.DoFn):
     # --- elements and timers -------------------------------------------------
 
     def process(self, keyed, windows_state=beam.DoFn.StateParam(WINDOWS),
-                closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
-                next_tick=beam.DoFn.StateParam(NEXT_TICK),
                 pending=beam.DoFn.StateParam(PENDING),
                 last_emit=beam.DoFn.StateParam(LAST_EMIT),
                 version_state=beam.DoFn.StateParam(VERSION),
                 save_pending=beam.DoFn.StateParam(SAVE_PENDING),
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK),
                 save=beam.DoFn.TimerParam(SAVE)):
-        item = keyed[1]
-        if self._checkpoint is not None and version_state.read() is None:
-            yield from self._restore(windows_state, closed_state, next_tick, version_state, tick)
-        closed_through = closed_state.read() or 0
-        windows, version = self._load(windows_state, version_state)
-        if item.position is not None and windows.ledger.is_settled(item.position):
-            SETTLED.labels("replayed").inc()  # counted before a restart
+        with _exclusive(self._step_token):
+            item = keyed[1]
+            if (self._checkpoint is not None and self._step_token not in _STARTED
+                    and version_state.read() is None):
+                yield from self._restore(windows_state, version_state, tick)
+            _STARTED.add(self._step_token)
+            windows, version = self._load(windows_state, version_state)
+            if item.position is not None and windows.ledger.is_settled(item.position):
+                SETTLED.labels("replayed").inc()  # counted before a restart
+                self._store(windows, windows_state, version_state, version)
+                return
+            if item.position is not None:
+                windows.ledger.settle(item.position)
+            if item.article_id is None:
+                SETTLED.labels("dead_letter").inc()
+            else:
+                yield from self._add(item, windows, pending, last_emit, firing, tick)
             self._store(windows, windows_state, version_state, version)
-            return
-        if item.position is not None:
-            windows.ledger.settle(item.position)
-        if item.article_id is None:
-            SETTLED.labels("dead_letter").inc()
-        else:
-            yield from self._add(item, windows, closed_through, next_tick, pending,
-                                 last_emit, firing, tick)
-        self._store(windows, windows_state, version_state, version)
-        self._maybe_checkpoint(windows, closed_through, save_pending, save)
+            self._maybe_checkpoint(windows, save_pending, save)
 
-    def _add(self, item, windows, closed_through, next_tick, pending, last_emit, firing, tick):
+    def _add(self, item, windows, pending, last_emit, firing, tick):
+        closed_through = windows.closed_through
         article_id, published_ms = item.article_id, item.published_ms
         keys = [(spec.family, s, e) for spec in self._specs for s, e in assign(spec, published_ms)]
         open_keys, expired = [], []
@@ -464,10 +496,10 @@ class _EmitPanesFn(beam.DoFn):
             entry[_DIRTY] = True
             target = self._target(key, entry)
             changed_target = target if changed_target is None else min(changed_target, target)
-        current = next_tick.read()
+        current = windows.next_tick
         if changed_target is not None and (current is None or changed_target < current):
             tick.set(_at_ms(changed_target))
-            next_tick.write(changed_target)
+            windows.next_tick = changed_target
         if open_keys and self._early is not None:
             # While input flows, panes go out at most every early_firing_seconds,
             # from here: runners may fire processing-time timers late (Prism 2.75
@@ -486,23 +518,25 @@ class _EmitPanesFn(beam.DoFn):
                   pending=beam.DoFn.StateParam(PENDING),
                   last_emit=beam.DoFn.StateParam(LAST_EMIT),
                   version_state=beam.DoFn.StateParam(VERSION)):
-        pending.write(False)
-        last_emit.write(int(time.time() * 1000))
-        windows, version = self._load(windows_state, version_state)
-        panes = list(self._dirty_panes(windows))
-        self._store(windows, windows_state, version_state, version)
-        yield from panes
+        with _exclusive(self._step_token):
+            pending.write(False)
+            last_emit.write(int(time.time() * 1000))
+            windows, version = self._load(windows_state, version_state)
+            panes = list(self._dirty_panes(windows))
+            self._store(windows, windows_state, version_state, version)
+            yield from panes
 
     @userstate.on_timer(SAVE)
     def on_save(self, windows_state=beam.DoFn.StateParam(WINDOWS),
-                closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
                 version_state=beam.DoFn.StateParam(VERSION),
                 save_pending=beam.DoFn.StateParam(SAVE_PENDING),
                 save=beam.DoFn.TimerParam(SAVE)):
-        save_pending.write(False)
-        windows, version = self._load(windows_state, version_state)
-        self._store(windows, windows_state, version_state, version)
-        self._maybe_checkpoint(windows, closed_state.read() or 0, save_pending, save)
+        with _exclusive(self._step_token):
+            save_pending.write(False)
+            windows, version = self._load(windows_state, version_state)
+            self._store(windows, windows_state, version_state, version)
+            # The timer was set a checkpoint interval ago: save now.
+            self._maybe_checkpoint(windows, save_pending, save, due=True)
 
     def _dirty_panes(self, windows):
         """EARLY (or, after ON_TIME, LATE) panes of every window with news."""
@@ -515,36 +549,36 @@ class _EmitPanesFn(beam.DoFn):
     @userstate.on_timer(TICK)
     def on_tick(self, fired=beam.DoFn.TimestampParam,
                 windows_state=beam.DoFn.StateParam(WINDOWS),
-                closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
-                next_tick=beam.DoFn.StateParam(NEXT_TICK),
                 version_state=beam.DoFn.StateParam(VERSION),
                 save_pending=beam.DoFn.StateParam(SAVE_PENDING),
                 tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE)):
-        # The watermark has reached `fired`: every boundary up to it has passed.
-        through = max(closed_state.read() or 0, Timestamp.of(fired).micros // 1000 + 1)
-        closed_state.write(through)
-        windows, version = self._load(windows_state, version_state)
-        had_windows = bool(windows)
-        for key in sorted(windows):
-            family, _, end_ms = key
-            entry = windows[key]
-            if not entry[_ON_TIME_FIRED] and end_ms <= through:
-                entry[_ON_TIME_FIRED] = True
-                final = self._lateness_ms == 0 or family == RUNNING
-                yield from self._emit(windows, self._panes(key, entry, "ON_TIME", final))
-                if final:
+        with _exclusive(self._step_token):
+            # The watermark has reached `fired`: every boundary up to it has passed.
+            windows, version = self._load(windows_state, version_state)
+            through = max(windows.closed_through, Timestamp.of(fired).micros // 1000 + 1)
+            windows.closed_through = through
+            had_windows = bool(windows)
+            for key in sorted(windows):
+                family, _, end_ms = key
+                entry = windows[key]
+                if not entry[_ON_TIME_FIRED] and end_ms <= through:
+                    entry[_ON_TIME_FIRED] = True
+                    final = self._lateness_ms == 0 or family == RUNNING
+                    yield from self._emit(windows, self._panes(key, entry, "ON_TIME", final))
+                    if final:
+                        del windows[key]
+                        continue
+                if entry[_ON_TIME_FIRED] and end_ms + self._lateness_ms <= through:
+                    # Expiry closes the window with a final pane (LATE: after ON_TIME).
+                    yield from self._emit(windows, self._panes(key, entry, "LATE", True))
                     del windows[key]
-                    continue
-            if entry[_ON_TIME_FIRED] and end_ms + self._lateness_ms <= through:
-                # Expiry closes the window with a final pane (LATE: after ON_TIME).
-                yield from self._emit(windows, self._panes(key, entry, "LATE", True))
-                del windows[key]
-        self._store(windows, windows_state, version_state, version)
-        self._set_tick(windows, next_tick, tick)
-        # Every window closed (the end of a bounded input): save now, and wait
-        # for the offsets to be committed, before the pipeline can finish.
-        self._maybe_checkpoint(windows, through, save_pending, save,
-                               force=had_windows and not windows)
+            self._store(windows, windows_state, version_state, version)
+            self._set_tick(windows, tick)
+            # Every window closed (the end of a bounded input): save now, and wait
+            # for the offsets to be committed, before the pipeline can finish.
+            closed_all = had_windows and not windows
+            self._maybe_checkpoint(windows, save_pending, save, due=closed_all,
+                                   wait=closed_all)
 
     def _panes(self, key, entry, timing, is_final):
         family, start_ms, end_ms = key

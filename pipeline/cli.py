@@ -26,11 +26,16 @@ def _replay(argv):
     parser.add_argument("--order", choices=("time", "input"), default="time",
                         help="publication order (default) or the order read")
     parser.add_argument("--limit", type=int, default=None, help="send at most this many")
+    from connectors import kafka_security
+    kafka_security.add_arguments(parser)
     args = parser.parse_args(argv)
     from connectors.replay import publish, read_articles
     from pipeline.run import resolve_bootstrap
     from pipeline.settings import Settings
-    bootstrap = resolve_bootstrap(Settings(bootstrap_servers=args.bootstrap_servers))
+    security = kafka_security.from_args(args)
+    bootstrap = resolve_bootstrap(Settings(bootstrap_servers=args.bootstrap_servers,
+                                           kafka_security=security))
+    kafka_security.check_connection(bootstrap, security)
     skipped = {}
     articles = list(read_articles(args.paths, skipped))
     if args.limit is not None:
@@ -43,7 +48,8 @@ def _replay(argv):
         print(f"\r  {line}", end="", file=sys.stderr, flush=True)
 
     sent = publish(articles, bootstrap_servers=bootstrap, topic=args.topic,
-                   partitions=args.partitions, order=args.order, progress=progress)
+                   partitions=args.partitions, order=args.order, progress=progress,
+                   client_config=security.client_config())
     elapsed = time.monotonic() - started
     print(file=sys.stderr)
     extra = f"; skipped {skipped}" if skipped else ""

@@ -75,7 +75,8 @@ def run_demo(output_dir="out/demo", runner="prism", window_seconds=3600, metrics
     bootstrap = resolve_bootstrap(settings)
     settings = Settings(**dict(settings.__dict__, bootstrap_servers=bootstrap))
     print(f"broker: {bootstrap}", flush=True)
-    sent = publish(articles, bootstrap_servers=bootstrap, topic=topic)
+    sent = publish(articles, bootstrap_servers=bootstrap, topic=topic,
+                   client_config=settings.kafka_security.client_config())
     print(f"published {sent} seed articles to topic {topic}", flush=True)
     if metrics_port:
         metrics.serve(metrics_port)

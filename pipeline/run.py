@@ -32,6 +32,7 @@ from connectors.avro_files import WriteLateArticles, WriteWindowPanes
 from connectors.checkpoint_files import CheckpointFiles
 from connectors.kafka_offsets import CommitOffsets
 from connectors.kafka_read import ReadFromKafka
+from connectors.kafka_security import check_connection
 from connectors.kafka_write import WriteToKafka
 from pipeline import metrics, status
 from pipeline.aggregate import AggregateEntities
@@ -48,11 +49,12 @@ _LOG = logging.getLogger(__name__)
 def build(p, settings: Settings, bootstrap_servers: str):
     """Apply the whole pipeline to ``p``; return the PCollection of written file paths."""
     checkpointed = settings.checkpoint_interval_seconds > 0 and bool(settings.group_id)
+    security = settings.kafka_security.client_config()  # TLS/SASL for every Kafka client
     records = p | "ReadArticles" >> ReadFromKafka(
         bootstrap_servers=bootstrap_servers, topic=settings.topic,
         group_id=settings.group_id, bounded=settings.bounded,
         start_from=settings.start_from, idle_timeout_seconds=settings.idle_timeout_seconds,
-        max_records_per_call=settings.max_records_per_call,
+        max_records_per_call=settings.max_records_per_call, consumer_config=security,
         # With checkpoints, offsets are committed once counted durably (below).
         commit_offsets=not checkpointed)
     decoded = records | "DecodeArticles" >> DecodeArticles()
@@ -69,7 +71,7 @@ def build(p, settings: Settings, bootstrap_servers: str):
         | "AllDeadLetters" >> beam.Flatten()
         | "PublishDeadLetters" >> WriteToKafka(
             bootstrap_servers=bootstrap_servers, topic=settings.dlq_topic,
-            key_fn=lambda d: d["key"]))
+            key_fn=lambda d: d["key"], producer_config=security))
     aggregated = ({"articles": found.found, "dead_letters": published_dead_letters}
                   | "AggregateEntities" >> AggregateEntities(
                       window_seconds=settings.window_seconds,
@@ -83,13 +85,14 @@ def build(p, settings: Settings, bootstrap_servers: str):
                       checkpoint=CheckpointFiles(settings.output_dir) if checkpointed else None,
                       checkpoint_interval_seconds=settings.checkpoint_interval_seconds or 5.0,
                       on_checkpoint=CommitOffsets(
-                          bootstrap_servers=bootstrap_servers,
-                          group_id=settings.group_id) if checkpointed else None))
+                          bootstrap_servers=bootstrap_servers, group_id=settings.group_id,
+                          consumer_config=security) if checkpointed else None))
     aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
         output_dir=settings.output_dir)
     if settings.aggregates_topic:
         aggregated.panes | "PublishAggregates" >> PublishAggregates(
-            bootstrap_servers=bootstrap_servers, topic=settings.aggregates_topic)
+            bootstrap_servers=bootstrap_servers, topic=settings.aggregates_topic,
+            producer_config=security)
     return aggregated.panes | "WriteAggregates" >> WriteWindowPanes(output_dir=settings.output_dir)
 
 
@@ -115,8 +118,13 @@ def _runner_and_options(settings: Settings, beam_args):
 
 
 def start(settings: Settings, beam_args=()):
-    """Start the pipeline; return its ``PipelineResult`` (Prism: not blocking)."""
+    """Start the pipeline; return its ``PipelineResult`` (Prism: not blocking).
+
+    Raises ``KafkaPreflightError`` within seconds, before anything is built, when the
+    brokers cannot be reached or reject the credentials (``connectors/kafka_security.py``).
+    """
     bootstrap = resolve_bootstrap(settings)
+    check_connection(bootstrap, settings.kafka_security)
     runner, options = _runner_and_options(settings, list(beam_args))
     metrics.set_identity(**metrics.identity(settings.runner, settings.spacy_model))
     p = beam.Pipeline(runner=runner, options=options)

@@ -7,13 +7,18 @@ project starts, topic ``articles``, one-hour windows, Avro files under
 Environment variables: ``KAFKA_BOOTSTRAP_SERVERS`` (else the local broker is
 started), ``ENTITYSTREAM_TOPIC``, ``ENTITYSTREAM_OUTPUT``,
 ``ENTITYSTREAM_METRICS_PORT``, ``ENTITYSTREAM_SPACY_MODEL``,
-``ENTITYSTREAM_TRACKED_ENTITIES``.
+``ENTITYSTREAM_TRACKED_ENTITIES``, and the Kafka security variables
+(``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_*``: see
+``connectors/kafka_security.py`` and ``docs/security.md``).
 """
 import argparse
 import dataclasses
 import os
 from typing import Optional
 
+from connectors.kafka_security import KafkaSecurity
+from connectors.kafka_security import add_arguments as add_security_arguments
+from connectors.kafka_security import from_args as security_from_args
 from pipeline.entities import DEFAULT_MODEL, EXCLUDED_LABELS
 
 __all__ = ["Settings", "add_arguments", "from_args", "RUNNERS"]
@@ -51,6 +56,8 @@ class Settings:
     checkpoint_interval_seconds: float = 5.0  # 0: no checkpoints (a restart starts empty)
     metrics_port: int = 9477  # 0: no endpoint
     metrics_host: str = "127.0.0.1"
+    # TLS/SASL for every Kafka client; default from the KAFKA_* environment variables.
+    kafka_security: KafkaSecurity = dataclasses.field(default_factory=KafkaSecurity.from_env)
 
     def __post_init__(self):
         if self.runner not in RUNNERS:
@@ -74,7 +81,7 @@ class Settings:
 def add_arguments(parser: argparse.ArgumentParser):
     """The pipeline's own flags (``entitystream run``)."""
     env = os.environ.get
-    d = Settings()
+    d = Settings(kafka_security=KafkaSecurity())  # security: env and flags, in from_args
     parser.add_argument("--topic", default=env("ENTITYSTREAM_TOPIC", d.topic),
                         help="input topic (default %(default)s)")
     parser.add_argument("--output", dest="output_dir", default=env("ENTITYSTREAM_OUTPUT", d.output_dir),
@@ -139,6 +146,7 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="Prometheus endpoint port, 0 for none (default %(default)s)")
     parser.add_argument("--metrics-host", default=d.metrics_host,
                         help="address the endpoint binds (default %(default)s)")
+    add_security_arguments(parser)
 
 
 def _tuples(values):
@@ -174,4 +182,4 @@ def from_args(args: argparse.Namespace) -> Settings:
         excluded_labels=tuple(sorted({l.strip().upper() for l in args.excluded_labels.split(",")
                                       if l.strip()})),
         batch_size=args.batch_size, metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host)
+        metrics_host=args.metrics_host, kafka_security=security_from_args(args))

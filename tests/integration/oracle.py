@@ -214,12 +214,15 @@ def brute_force(articles, *, window_s, sliding_s, period_s, tuples):
     return {k: (n, len(ids)) for k, (n, ids) in out.items()}
 
 
-def final_rows(rows):
-    """Final-pane rows of ``inspect_output.load`` in brute_force's shape."""
+def final_rows(rows, latest=False):
+    """Final-pane rows of ``inspect_output.load`` in brute_force's shape; with
+    ``latest``, the rows of each window's latest pane, final or not (a
+    continuous run's running totals never get a final pane)."""
     import datetime as dt
+    from pipeline.inspect_output import latest_panes
     out = {}
-    for r in rows:
-        if "pane_index" not in r or not r["is_final"]:
+    for r in latest_panes(rows) if latest else rows:
+        if "pane_index" not in r or not (latest or r["is_final"]):
             continue
         start = int(dt.datetime.strptime(r["window_start"], "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=dt.timezone.utc).timestamp() * 1000)
@@ -229,3 +232,19 @@ def final_rows(rows):
             key = (r["kind"], start, r["scope"], tuple(r["entities"]), r["tracked"])
             out[key] = (r["count"], r["articles"])
     return out
+
+
+def mentions_of(articles, rules_only=False, tracked_entities=None):
+    """``[(id, published_at, [(entity_id, sentence_index)])]`` of replay dicts,
+    from the project's extraction functions called directly (no Beam):
+    brute_force's input. The stream is under test, not extraction."""
+    from pipeline.entities import DEFAULT_MODEL, article_text, entities_of, load_model
+    from pipeline.records import Article
+    nlp = load_model(DEFAULT_MODEL, tracked_entities=tracked_entities and str(tracked_entities),
+                     rules_only=rules_only)
+    texts = [article_text(Article(a["id"], "", None, normalise_text(a["title"]),
+                                  normalise_text(a["body"]), 0, "en", "", 0, 0))
+             for a in articles]
+    return [(a["id"], a["published_at"], [(m.entity_id, m.sentence_index)
+                                          for m in entities_of(doc)])
+            for a, doc in zip(articles, nlp.pipe(texts, batch_size=64))]

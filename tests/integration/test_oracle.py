@@ -13,12 +13,9 @@ import pytest
 
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output
-from pipeline.entities import DEFAULT_MODEL, article_text, entities_of, load_model
-from pipeline.normalise import normalise_text
-from pipeline.records import Article
 from pipeline.run import start
 from pipeline.settings import Settings
-from tests.integration.oracle import brute_force, final_rows
+from tests.integration.oracle import brute_force, final_rows, mentions_of
 
 pytestmark = [pytest.mark.broker, pytest.mark.spacy, pytest.mark.slow]
 
@@ -26,16 +23,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 REUTERS = ROOT.parent / "shared" / "corpora" / "reuters21578"
 TUPLES = (("BRIDGE", "NORTH_KOREA", "RUSSIA"), ("GPE:u.s.", "GPE:japan"))
 WIDE = dict(max_entities_per_article=10_000, top_k_pairs=10_000_000)
-
-
-def mentions_of(articles):
-    nlp = load_model(DEFAULT_MODEL)
-    texts = [article_text(Article(a["id"], "", None, normalise_text(a["title"]),
-                                  normalise_text(a["body"]), 0, "en", "", 0, 0))
-             for a in articles]
-    return [(a["id"], a["published_at"], [(m.entity_id, m.sentence_index)
-                                          for m in entities_of(doc)])
-            for a, doc in zip(articles, nlp.pipe(texts, batch_size=64))]
 
 
 def run_bounded(bootstrap, topic, out, articles, **windows):

@@ -49,11 +49,13 @@ def test_failed_bundle_is_not_seen_by_the_next_one():
     loaded, v = fn._load(windows, version)
     fn._store(loaded, windows, version, v)
     windows.commit(), version.commit()
-    # A bundle changes the copy, stores it, then fails: nothing is committed.
+    # A bundle changes the copy, stores it, then fails: nothing is committed,
+    # and the runner tears the DoFn down before the next bundle.
     loaded, v = fn._load(windows, version)
     loaded["uncommitted"] = True
     fn._store(loaded, windows, version, v)
     windows.abort(), version.abort()
+    fn.teardown()
     fresh, _ = fn._load(windows, version)
     assert "uncommitted" not in fresh
 
@@ -81,3 +83,16 @@ def test_steps_do_not_share_copies():
     w1.commit(), v1.commit()
     other, _ = two._load(w2, v2)
     assert other == {"y": 2}
+
+
+def test_an_older_snapshot_handed_to_a_bundle_does_not_undo_newer_changes():
+    """Prism 2.75 may hand a bundle of the key an older state snapshot while
+    another bundle has moved on: the newer in-process copy wins."""
+    fn, windows, version = new_fn(), FakeState(_OpenWindows(a=1)), FakeState(0)
+    stale_windows, stale_version = FakeState(_OpenWindows(a=1)), FakeState(0)
+    loaded, v = fn._load(windows, version)
+    loaded["b"] = 2
+    fn._store(loaded, windows, version, v)
+    windows.commit(), version.commit()
+    again, v2 = fn._load(stale_windows, stale_version)   # the snapshot from before
+    assert again == {"a": 1, "b": 2} and v2 == 1

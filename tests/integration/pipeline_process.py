@@ -1,0 +1,103 @@
+"""The pipeline as an operator runs it: ``entitystream run`` in a process of
+its own (with the Prism runner it starts), to kill, restart and watch.
+
+``PipelineProcess(args).start()`` runs ``.venv/bin/entitystream run ARGS`` in
+a new session, output to a log file; ``kill()`` sends SIGKILL to the whole
+session (the pipeline and its Prism runner, as a crash or the OOM killer
+would); ``stop()`` sends SIGTERM (a clean cancel). ``metrics()`` scrapes its
+/metrics endpoint. ``committed(bootstrap, group, topic)`` reads the group's
+committed offsets; ``wait_until(predicate)`` polls.
+"""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.scrape import free_port, scrape
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ENTITYSTREAM = pathlib.Path(sys.executable).with_name("entitystream")
+
+__all__ = ["PipelineProcess", "committed", "wait_until"]
+
+
+class PipelineProcess:
+    def __init__(self, args, log_path, metrics_port=None):
+        self.metrics_port = metrics_port or free_port()
+        self.args = [str(ENTITYSTREAM), "run", *map(str, args),
+                     "--metrics-port", str(self.metrics_port), "--status-interval-seconds", "0"]
+        self.log_path = pathlib.Path(log_path)
+        self.proc = None
+
+    def start(self):
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL to the pipeline and everything it started (Prism)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout_s=60):
+        """SIGTERM: the pipeline cancels its job and exits; SIGKILL if it hangs."""
+        if not self.alive():
+            return self.proc.returncode
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.returncode
+        finally:
+            try:  # anything of its session left over (Prism)
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def metrics(self):
+        """The /metrics samples, or {} while the endpoint is not up."""
+        try:
+            return scrape(self.metrics_port)
+        except OSError:
+            return {}
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def committed(bootstrap, group, topic, partitions=(0,)):
+    """``{partition: committed offset or None}`` of ``group`` on ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in partitions}
+    finally:
+        consumer.close()
+
+
+def wait_until(predicate, timeout_s, what, poll_s=0.5, proc=None):
+    """Poll ``predicate()`` until true; fail with ``what`` (and the log) after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"the pipeline exited ({proc.proc.returncode}) before {what}:\n"
+                                 f"{proc.log()[-4000:]}")
+        time.sleep(poll_s)
+    log = proc.log()[-4000:] if proc is not None else ""
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{log}")
