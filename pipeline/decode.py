@@ -55,6 +55,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from prometheus_client import Counter
 
+from pipeline.ledger import SourcePosition
 from pipeline.records import Article
 
 __all__ = ["DecodeArticles", "decode_article", "decode_text", "DecodeError",
@@ -282,8 +283,12 @@ class _DecodeArticleFn(beam.DoFn):
                 "topic": record.topic, "partition": record.partition,
                 "offset": record.offset, "key": key, "value": value,
                 "value_size": value_size, "value_truncated": value_truncated,
-                "timestamp_ms": record.timestamp_ms})
+                "timestamp_ms": record.timestamp_ms,
+                # Where it was read, for the aggregation's ledger (not published).
+                "_position": SourcePosition(record.topic, record.partition, record.offset,
+                                            record.prev_offset, record.starts_run)})
             return
+        article = article._replace(prev_offset=record.prev_offset, starts_run=record.starts_run)
         yield beam.window.TimestampedValue(article, article.published_at_ms / 1000.0)
 
 
