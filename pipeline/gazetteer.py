@@ -12,7 +12,12 @@ A tracked-entities file is JSON (the default is ``pipeline/tracked_entities.json
 
 ``load_tracked_entities(path)`` reads and checks it; every problem is a
 ``ValueError`` naming the file, the entry (``entities[2].aliases[1]``) and
-the fix. Token patterns are checked with spaCy's own pattern schema.
+the fix, whatever the file holds (bytes that are not UTF-8 text, JSON of any
+shape). Token patterns are checked with spaCy's own pattern schema, then
+compiled by a spaCy ``Matcher``, so a pattern the ruler would refuse (an
+invalid ``REGEX``, an unknown ``OP``) is refused here, with its entry; custom
+attributes (``"_"``) are refused, as no component sets them. A UTF-8
+byte-order mark is allowed.
 
 The ``tracked_entity_ruler`` factory builds a ``TrackedEntityRuler``: spaCy's
 ``SpanRuler`` writing ``doc.ents``, its matches taking priority over any
@@ -46,10 +51,13 @@ _PIPES_FOR_ATTR = {
     "POS": ("tok2vec", "tagger", "attribute_ruler"),
     "MORPH": ("tok2vec", "tagger", "attribute_ruler"),
     "LEMMA": ("tok2vec", "tagger", "attribute_ruler", "lemmatizer"),
+    "DEP": ("tok2vec", "parser"),
 }
 
-_ID = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_LABEL = re.compile(r"^[A-Z][A-Z_]*$")
+# Used with fullmatch: "$" would also accept a final line break ("RUSSIA\n").
+_ID = re.compile(r"[A-Z][A-Z0-9_]*")
+_LABEL = re.compile(r"[A-Z][A-Z_]*")
+_SHOWN_CHARS = 80
 _PHRASE_ATTRS = ("ORTH", "LOWER", "NORM")
 _TOP_KEYS = {"_comment", "version", "phrase_matcher_attr", "entities"}
 _ENTITY_KEYS = {"_comment", "id", "name", "type", "aliases"}
@@ -94,7 +102,7 @@ class Gazetteer:
     @property
     def required_pipes(self):
         """The model's components the token patterns need (LEMMA: the tagger, the
-        attribute ruler and the lemmatizer; TAG: the tagger alone)."""
+        attribute ruler and the lemmatizer; TAG: the tagger alone; DEP: the parser)."""
         return {pipe for attr in self.token_attrs for pipe in _PIPES_FOR_ATTR.get(attr, ())}
 
     @property
@@ -110,6 +118,29 @@ def _fail(source, where, problem):
     raise ValueError(f"tracked entities {source}: {where}: {problem}")
 
 
+def _shown(value) -> str:
+    """``repr(value)``, cut: an error names a bad value, it does not reprint the file."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} chars)"
+
+
+def _check_token_pattern(source, where, pattern):
+    """What spaCy's schema lets through but its ``Matcher`` (the ruler's) refuses."""
+    from spacy.matcher import Matcher
+    from spacy.schemas import validate_token_pattern
+    from spacy.vocab import Vocab
+    errors = validate_token_pattern(pattern)
+    if errors:
+        _fail(source, where, f"not a valid spaCy token pattern: {'; '.join(errors)}")
+    if any("_" in token for token in pattern):
+        _fail(source, where, "custom attributes ('_') are not available to tracked entities: "
+              "no component of the pipeline sets them")
+    try:
+        Matcher(Vocab(), validate=False).add("PATTERN", [pattern])
+    except (ValueError, TypeError, re.error) as exc:
+        _fail(source, where, f"spaCy's Matcher refuses this token pattern: {exc}")
+
+
 def _alias(source, where, raw, phrase_attr):
     label = None
     if isinstance(raw, dict):
@@ -118,21 +149,18 @@ def _alias(source, where, raw, phrase_attr):
             _fail(source, where, f"an alias object has 'pattern' and optional 'label', got keys "
                   f"{sorted(raw)}")
         label = raw.get("label")
-        if label is not None and not (isinstance(label, str) and _LABEL.match(label)):
-            _fail(source, where, f"label must be upper-case like 'NORP', got {label!r}")
+        if label is not None and not (isinstance(label, str) and _LABEL.fullmatch(label)):
+            _fail(source, where, f"label must be upper-case like 'NORP', got {_shown(label)}")
         raw = raw["pattern"]
     if isinstance(raw, str):
         if not raw.strip():
             _fail(source, where, "a phrase alias must not be empty")
         return Alias(raw, label), (raw.lower() if phrase_attr == "LOWER" else raw)
     if isinstance(raw, list) and raw and all(isinstance(t, dict) for t in raw):
-        from spacy.schemas import validate_token_pattern
-        errors = validate_token_pattern(raw)
-        if errors:
-            _fail(source, where, f"not a valid spaCy token pattern: {'; '.join(errors)}")
+        _check_token_pattern(source, where, raw)
         return Alias(raw, label), None
     _fail(source, where, "an alias is a phrase string, a non-empty list of token dicts, "
-          f"or {{'pattern': ..., 'label': ...}}; got {raw!r}")
+          f"or {{'pattern': ..., 'label': ...}}; got {_shown(raw)}")
 
 
 def _entity(source, where, raw, phrase_attr, phrases):
@@ -143,13 +171,14 @@ def _entity(source, where, raw, phrase_attr, phrases):
     if missing or unknown:
         _fail(source, where, f"needs keys id, name, type, aliases (missing {sorted(missing)}, "
               f"unknown {sorted(unknown)})")
-    if not isinstance(raw["id"], str) or not _ID.match(raw["id"]):
+    if not isinstance(raw["id"], str) or not _ID.fullmatch(raw["id"]):
         _fail(source, f"{where}.id", f"must be upper-case letters, digits and _ (like "
-              f"'NORTH_KOREA'), got {raw['id']!r}")
+              f"'NORTH_KOREA'), got {_shown(raw['id'])}")
     if not isinstance(raw["name"], str) or not raw["name"].strip():
         _fail(source, f"{where}.name", "must be a non-empty string")
-    if not isinstance(raw["type"], str) or not _LABEL.match(raw["type"]):
-        _fail(source, f"{where}.type", f"must be an upper-case label like 'GPE', got {raw['type']!r}")
+    if not isinstance(raw["type"], str) or not _LABEL.fullmatch(raw["type"]):
+        _fail(source, f"{where}.type", f"must be an upper-case label like 'GPE', got "
+              f"{_shown(raw['type'])}")
     if not isinstance(raw["aliases"], list) or not raw["aliases"]:
         _fail(source, f"{where}.aliases", "must be a non-empty list")
     aliases = []
@@ -168,23 +197,34 @@ def load_tracked_entities(path=None) -> Gazetteer:
     """Read and check the tracked-entities file ``path`` (None: the default file)."""
     path = pathlib.Path(path) if path else DEFAULT_TRACKED_ENTITIES
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         msg = f"tracked entities {path}: cannot read it ({exc}); check --tracked-entities"
         raise ValueError(msg) from None
-    except json.JSONDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        msg = (f"tracked entities {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+               f"offset {exc.start}); save it as UTF-8 JSON")
+        raise ValueError(msg) from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         msg = f"tracked entities {path}: not valid JSON: {exc}"
+        raise ValueError(msg) from None
+    except RecursionError:
+        msg = f"tracked entities {path}: not valid JSON: nested too deep to parse"
         raise ValueError(msg) from None
     if not isinstance(doc, dict):
         _fail(path, "top level", f"expected an object, got {type(doc).__name__}")
     if set(doc) - _TOP_KEYS:
-        _fail(path, "top level", f"unknown keys {sorted(set(doc) - _TOP_KEYS)}; allowed: "
-              f"{sorted(_TOP_KEYS)}")
-    if doc.get("version", 1) != 1:
-        _fail(path, "version", f"only version 1 is known, got {doc.get('version')!r}")
+        _fail(path, "top level", f"unknown keys {_shown(sorted(set(doc) - _TOP_KEYS))}; "
+              f"allowed: {sorted(_TOP_KEYS)}")
+    version = doc.get("version", 1)
+    if isinstance(version, bool) or version != 1 or not isinstance(version, int):
+        _fail(path, "version", f"only version 1 is known, got {_shown(version)}")
     phrase_attr = doc.get("phrase_matcher_attr", "LOWER")
     if phrase_attr not in _PHRASE_ATTRS:
-        _fail(path, "phrase_matcher_attr", f"must be one of {_PHRASE_ATTRS}, got {phrase_attr!r}")
+        _fail(path, "phrase_matcher_attr", f"must be one of {_PHRASE_ATTRS}, got "
+              f"{_shown(phrase_attr)}")
     if not isinstance(doc.get("entities"), list):
         _fail(path, "entities", "must be a list of tracked entities")
     phrases, entities, ids = {}, [], set()

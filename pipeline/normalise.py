@@ -1,17 +1,24 @@
 """Stage 2: normalise article text before entity extraction.
 
 ``normalise_text`` is a pure function, applied to the title and the body by
-the ``NormaliseText`` transform. Rules, in order:
+the ``NormaliseText`` transform. It is idempotent: normalised text is left
+as it is. Rules 1 to 5 work on characters and are repeated until nothing
+changes (a double-escaped ``&amp;lt;`` becomes ``<``; markup that still
+changes after 5 rounds, nested deeper than any article, has each ``&``
+replaced by ``" and "`` and its brackets by parentheses); rules 6 to 10 work
+on lines and are repeated likewise (at most 5 rounds; a text whose
+paragraphs themselves look hard-wrapped is unwrapped again).
 
 1. SGML/HTML character references decoded (``&lt;`` -> ``<``, ``&amp;`` ->
    ``&``); Reuters-21578 ends every body with ``&#3;``.
-2. Unicode NFKC normalisation (compatibility forms, ligatures, ``…``).
-3. Curly quotes and primes to ASCII quotes (``’`` -> ``'``, ``“`` -> ``"``),
-   so ``North Korea’s`` and ``North Korea's`` are the same string.
-4. Control characters removed (C0 except tab and line breaks, DEL, C1);
+2. Control characters removed (C0 except tab and line breaks, DEL, C1);
    ``\\r\\n`` and ``\\r`` become ``\\n``.
+3. Unicode NFKC normalisation (compatibility forms, ligatures, ``…``).
+4. Curly quotes and primes to ASCII quotes (``’`` -> ``'``, ``“`` -> ``"``),
+   so ``North Korea’s`` and ``North Korea's`` are the same string.
 5. Markdown images (``![alt](url)``) removed whole: alt text is a caption,
-   not article text. Markdown links (``[text](url)``) keep their text.
+   not article text. Markdown links (``[text](url)``) keep their text. (An
+   address with brackets in it is not taken for one.)
 6. Hard-wrapped text (every line at most 80 characters, and paragraphs
    marked by an indent of 3+ spaces, or most lines long and unfinished, as
    in Reuters-21578) is unwrapped: a paragraph runs until a blank or
@@ -45,14 +52,24 @@ _QUOTES = str.maketrans({
     "\u00ab": '"', "\u00bb": '"',
 })
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# ![alt](url): the alt text may itself hold [brackets], as in "[YONHAP]".
-_MD_IMAGE = re.compile(r"!\[(?:[^\[\]]|\[[^\]]*\])*\]\([^)]*\)")
-_MD_LINK = re.compile(r"\[((?:[^\[\]]|\[[^\]]*\])*)\]\((?:https?://|/|www\.)[^)]*\)")
+# ![alt](url): the alt text may itself hold [brackets], as in "[YONHAP]". No part
+# runs past a bracket it does not close, so a failed match stops at the next
+# bracket: each "[" costs what lies before the next one, not the rest of the text.
+_MD_IMAGE = re.compile(r"!\[(?:[^\[\]]|\[[^\[\]]*\])*\]\([^)\[\]]*\)")
+_MD_LINK = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\((?:https?://|/|www\.)[^)\[\]]*\)")
+# Double escaping (&amp;amp;lt;) in one step rather than a round each.
+_AMP_CHAIN = re.compile(r"&(?:amp;)+")
+# A decimal reference of 4,301+ digits (leading zeros too) makes html.unescape's
+# int() raise: long ones are shortened first (see _short_decimal_ref).
+_LONG_DECIMAL_REF = re.compile(r"&#([0-9]{8,});?")
+_ROUNDS = 5
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
 _INDENTED = re.compile(r"^[ \t]{3,}\S")
 _ENDS_SENTENCE = re.compile(r"[.!?:;]['\")\]]*$")
 _WORD = re.compile(r"[^\W\d_][\w'-]*")
-_EMAIL = re.compile(r"[\w.+-]+(?:@|\s?[(\[]at[)\]]\s?)[\w-]+(?:\.[\w-]+)+", re.I)
+# Starts only where a run of address characters starts: tried from inside a run
+# too, a long word without "@" cost time quadratic in its length.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+(?:@|\s?[(\[]at[)\]]\s?)[\w-]+(?:\.[\w-]+)+", re.I)
 _FOLLOW = re.compile(r"^[-*\u2022]?\s*follow\b.{0,80}\bon (?:google news|twitter|x|facebook|"
                      r"telegram|instagram|linkedin|youtube|threads|whatsapp)\W*$", re.I)
 _SIGN_OFF = re.compile(r"^reuters?$", re.I)
@@ -60,7 +77,10 @@ _WRAP_WIDTH = 80
 
 
 def _is_hard_wrapped(lines):
-    nonblank = [l.rstrip() for l in lines if l.strip()]
+    # The Reuters sign-off is no part of the text: counted, it made a short item's
+    # lines look mostly finished (then unwrapped only by a second round, with a
+    # heading "." left in its first sentence).
+    nonblank = [l.rstrip() for l in lines if l.strip() and not _SIGN_OFF.match(l.strip())]
     if len(nonblank) < 2 or max(len(l) for l in nonblank) > _WRAP_WIDTH:
         return False
     if any(_INDENTED.match(l) for l in nonblank[1:]):
@@ -100,14 +120,41 @@ def end_heading(line: str) -> str:
     return line if not line or _ENDS_SENTENCE.search(line) else line + "."
 
 
-def normalise_text(text: str) -> str:
-    """Return ``text`` normalised as the module docstring describes."""
+def _short_decimal_ref(match):
+    """``&#`` and 8+ digits as html.unescape reads it: past U+10FFFF (7+ significant
+    digits) U+FFFD, else the same reference without its leading zeros."""
+    digits = match.group(1).lstrip("0")
+    return "\ufffd" if len(digits) > 7 else f"&#{digits or '0'};"
+
+
+def _characters_once(text):
+    """Rules 1 to 5, once."""
     if "&" in text:
+        text = _LONG_DECIMAL_REF.sub(_short_decimal_ref, _AMP_CHAIN.sub("&", text))
         text = html.unescape(text)
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    # Controls go before NFKC, which would compose across a removed one later.
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _MD_IMAGE.sub("", text)
-    text = _MD_LINK.sub(r"\1", text)
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    if "[" in text:
+        text = _MD_LINK.sub(r"\1", _MD_IMAGE.sub("", text))
+    return text
+
+
+def _normalise_characters(text):
+    """Rules 1 to 5 until nothing changes (one extra round to see it, usually)."""
+    for _ in range(_ROUNDS):
+        cleaned = _characters_once(text)
+        if cleaned == text:
+            return text
+        text = cleaned
+    # Still changing: markup nested on purpose. Without & and brackets, and after
+    # NFKC and the quotes, no rule has anything left to do.
+    text = text.replace("&", " and ").replace("[", "(").replace("]", ")")
+    return unicodedata.normalize("NFKC", text).translate(_QUOTES)
+
+
+def _lines_once(text):
+    """Rules 6 to 10, once."""
     lines = text.splitlines()
     if _is_hard_wrapped(lines):
         lines = _unwrap(lines)
@@ -123,6 +170,22 @@ def normalise_text(text: str) -> str:
         seen.add(line)
         paragraphs.append(line)
     return "\n".join(paragraphs)
+
+
+def normalise_text(text: str) -> str:
+    """Return ``text`` normalised as the module docstring describes."""
+    text = _normalise_characters(text)
+    # The lines a round leaves are paragraphs, unindented and without blank lines
+    # between them: if they still look hard-wrapped, the next round joins them,
+    # and the one after may find the joined line is boilerplate (at most 4 rounds).
+    # Rules 6 to 10 add nothing rules 1 to 5 would change: spaces, "." and line
+    # breaks only.
+    for _ in range(_ROUNDS):
+        cleaned = _lines_once(text)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
 
 
 class NormaliseText(beam.PTransform):

@@ -232,6 +232,14 @@ def test_lone_surrogate_escapes_are_replaced_and_counted():
     assert fallbacks("replacement") == before + 1
 
 
+def test_a_lone_surrogate_in_any_text_field_is_replaced():
+    # Hypothesis (tests/unit/test_fuzz_decode.py), minimal: the article was kept with
+    # language "\ud800", which no UTF-8 writer downstream can encode.
+    a = decode(b'{"id": "0", "title": "", "body": "0", "published_at": 0, '
+               b'"language": "\\ud800"}')
+    assert a.language == "\ufffd"
+
+
 def test_a_surrogate_pair_is_one_character_and_no_fallback():
     before = fallbacks("replacement")
     a = decode(b'{"id": "a", "title": "T", "body": "\\ud83d\\ude00", "published_at": 0}')
