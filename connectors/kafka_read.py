@@ -43,6 +43,18 @@ minimum over partitions, and never moves back.
 Progress: after each call the reader reports each partition's lag (records
 and seconds), watermark lag and last read to ``connectors.kafka_progress``,
 which owns those metrics and how they are measured.
+
+Broker outages (docs/reliability.md, R3): the consumer stays open and
+kafka-python reconnects by itself, at most ``reconnect_backoff_max_ms``
+(1 s here; kafka-python's default of 30 s would delay the reconnection by
+up to that long) after the broker is back, and goes on from its position.
+Meanwhile calls read nothing and checkpoint; no error of the outage escapes
+(a failed bundle would fail the job on Prism). An outage is not a quiet
+feed: while the consumer cannot reach Kafka, or a partition is known to have
+unread records (its position is below the high watermark of the last fetch),
+the partition is not idle, so its watermark holds instead of following the
+clock (else everything read after the outage would be late). The reader
+reports its connection to ``kafka_progress.KafkaHealth`` (metrics and log).
 """
 import logging
 import time
@@ -53,13 +65,15 @@ from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker, Water
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, MIN_TIMESTAMP, Timestamp
 
-from connectors.kafka_progress import PartitionProgress
+from connectors.kafka_progress import RECONNECT_BACKOFF_MAX_MS, KafkaHealth, PartitionProgress
 
 __all__ = ["ReadFromKafka", "KafkaRecord"]
 
 _LOG = logging.getLogger(__name__)
 _UNBOUNDED_STOP = 2 ** 63 - 1
+MAX_TIMESTAMP_AHEAD_SECONDS = 86_400  # newer record timestamps do not move the watermark
 START_FROM = ("committed", "earliest", "latest")
+_OUTAGE_RESUME_S = 1.0  # a call that could not reach Kafka resumes after this
 
 
 class KafkaRecord(NamedTuple):
@@ -102,7 +116,7 @@ class _KafkaConfig(NamedTuple):
         from kafka import KafkaConsumer
         config = dict(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
                       enable_auto_commit=False, auto_offset_reset="earliest",
-                      client_id="entitystream")
+                      client_id="entitystream", reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
         config.update(dict(self.extra))
         config.update(overrides)
         return KafkaConsumer(**config)
@@ -256,8 +270,19 @@ class _TopicWatermarkEstimator(WatermarkEstimator):
         pass  # per-partition: see record()
 
     def record(self, partition, timestamp_ms):
-        if timestamp_ms > self._newest.get(partition, -2 ** 62):
+        now = time.time()
+        # A timestamp far in the future (a producer's clock or a bad article)
+        # would move the watermark years ahead and close every window: it
+        # does not count (decode dead-letters such articles, see
+        # pipeline/decode.py max_future_seconds).
+        if (timestamp_ms > self._newest.get(partition, -2 ** 62)
+                and timestamp_ms <= (now + MAX_TIMESTAMP_AHEAD_SECONDS) * 1000):
             self._newest[partition] = timestamp_ms
+        self._last_activity[partition] = now
+
+    def hold(self, partition):
+        """The partition is not idle (unread records, or Kafka unreachable):
+        restart its idle clock, so its watermark does not follow the clock."""
         self._last_activity[partition] = time.time()
 
     def partition_watermark(self, partition, now=None):
@@ -308,9 +333,11 @@ class _ReadTopicFn(beam.DoFn):
         self._positions = {}
         self._last_commit = {}
         self._progress = {}
+        self._health = None
 
     def setup(self):
         self._consumers, self._positions, self._last_commit, self._progress = {}, {}, {}, {}
+        self._health = KafkaHealth("reader", self._config.bootstrap_servers)
 
     def teardown(self):
         for consumer in self._consumers.values():
@@ -322,6 +349,8 @@ class _ReadTopicFn(beam.DoFn):
         for progress in self._progress.values():
             progress.close()
         self._progress = {}
+        if self._health is not None:
+            self._health.close()
 
     def _consumer(self, topic, partitions):
         from kafka import TopicPartition
@@ -330,20 +359,28 @@ class _ReadTopicFn(beam.DoFn):
             consumer = self._config.consumer(max_poll_records=self._max_records)
             consumer.assign([TopicPartition(topic, p) for p in partitions])
             self._consumers[topic] = consumer
+            self._health.watch(consumer)
         return consumer
 
     def _maybe_commit(self, consumer, topic, offsets, force):
         if not self._config.group_id or not self._commit_offsets:
-            return
+            return True
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
         now = time.monotonic()
         last_offsets, last_time = self._last_commit.get(topic, ({}, 0.0))
         changed = {p: o for p, o in offsets.items() if o > last_offsets.get(p, -1)}
         if changed and (force or now - last_time >= self._commit_interval):
-            consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
-                             for p, o in changed.items()})
+            from kafka.errors import KafkaError
+            try:
+                consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                                 for p, o in changed.items()}, timeout_ms=5000)
+            except KafkaError as exc:  # e.g. the broker is down: retried at a later call
+                _LOG.warning("committing offsets %s of %s failed (%s: %s); retrying later",
+                             changed, topic, type(exc).__name__, exc)
+                return False
             self._last_commit[topic] = ({**last_offsets, **changed}, now)
+        return True
 
     def process(self, desc, tracker=beam.DoFn.RestrictionParam(_RESTRICTIONS),
                 watermark=beam.DoFn.WatermarkEstimatorParam(_WATERMARKS)):
@@ -354,10 +391,21 @@ class _ReadTopicFn(beam.DoFn):
         ranges = tracker.current_restriction().ranges
         starts = {p: s for p, s, _ in ranges}
         ends = dict(zip(desc.partitions, desc.end_offsets)) if desc.end_offsets else None
-        consumer = self._consumer(desc.topic, desc.partitions)
+        from kafka.errors import KafkaError
+        try:
+            consumer = self._consumer(desc.topic, desc.partitions)
+        except KafkaError as exc:  # no broker to bootstrap from (an outage): try again later
+            self._health.down(exc)
+            for p in desc.partitions:
+                watermark.hold(p)
+            tracker.defer_remainder(Duration(seconds=_OUTAGE_RESUME_S))
+            return
         # Everything before each start was read by bundles the runner committed.
         at_commit_point = ends is not None and all(starts[p] >= ends[p] for p in starts)
-        self._maybe_commit(consumer, desc.topic, starts, force=at_commit_point)
+        committed = self._maybe_commit(consumer, desc.topic, starts, force=at_commit_point)
+        if at_commit_point and not committed:  # the final commit must not be skipped
+            tracker.defer_remainder(Duration(seconds=_OUTAGE_RESUME_S))
+            return
         if at_commit_point:
             for p in starts:
                 tracker.try_claim((p, starts[p]))  # the commit points: nothing to read
@@ -374,8 +422,12 @@ class _ReadTopicFn(beam.DoFn):
         last = {}
         run_starts = dict(zip(desc.partitions, desc.start_offsets))
         while emitted < self._max_records and open_parts:
-            polled = consumer.poll(timeout_ms=self._poll_timeout_ms,
-                                   max_records=self._max_records - emitted)
+            try:
+                polled = consumer.poll(timeout_ms=self._poll_timeout_ms,
+                                       max_records=self._max_records - emitted)
+            except KafkaError as exc:  # the consumer retries by itself: read on next call
+                _LOG.debug("poll of %s failed: %s", desc.topic, exc)
+                polled = None
             if not polled:
                 break
             for tp, records in polled.items():
@@ -411,13 +463,18 @@ class _ReadTopicFn(beam.DoFn):
                     positions[p] = ends[p]
                     emitted += 1
             consumer.resume(*consumer.paused())
-        self._report(desc, consumer, positions, last, watermark)
+        reachable = self._health.observe(consumer) is not False
+        for p in open_parts:
+            high = consumer.highwater(TopicPartition(desc.topic, p))
+            if not reachable or (high is not None and positions.get(p, starts[p]) < high):
+                watermark.hold(p)
+        self._report(desc, consumer, positions, last, watermark, reachable)
         if emitted == 0:
             tracker.defer_remainder(Duration(seconds=self._resume_delay))
         else:
             tracker.defer_remainder()
 
-    def _report(self, desc, consumer, positions, last, watermark):
+    def _report(self, desc, consumer, positions, last, watermark, reachable=True):
         from kafka import TopicPartition
         for p in desc.partitions:
             progress = self._progress.get((desc.topic, p))
@@ -425,7 +482,7 @@ class _ReadTopicFn(beam.DoFn):
                 progress = self._progress[(desc.topic, p)] = PartitionProgress(
                     self._config, TopicPartition(desc.topic, p))
             progress.update(consumer, positions.get(p), last.get(p),
-                            watermark.partition_watermark(p))
+                            watermark.partition_watermark(p), reachable)
 
 
 class _ReadUnboundedTopicFn(_ReadTopicFn):

@@ -57,7 +57,9 @@ def build(p, settings: Settings, bootstrap_servers: str):
         max_records_per_call=settings.max_records_per_call, consumer_config=security,
         # With checkpoints, offsets are committed once counted durably (below).
         commit_offsets=not checkpointed)
-    decoded = records | "DecodeArticles" >> DecodeArticles()
+    decoded = records | "DecodeArticles" >> DecodeArticles(
+        max_message_bytes=settings.max_message_bytes,
+        max_future_seconds=settings.max_future_seconds)
     found = (decoded.articles
              | "NormaliseText" >> NormaliseText()
              | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,

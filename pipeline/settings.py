@@ -19,6 +19,7 @@ from typing import Optional
 from connectors.kafka_security import KafkaSecurity
 from connectors.kafka_security import add_arguments as add_security_arguments
 from connectors.kafka_security import from_args as security_from_args
+from pipeline.decode import DEFAULT_MAX_FUTURE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES
 from pipeline.entities import DEFAULT_MODEL, EXCLUDED_LABELS
 
 __all__ = ["Settings", "add_arguments", "from_args", "RUNNERS"]
@@ -54,6 +55,8 @@ class Settings:
     batch_size: int = 64
     max_records_per_call: int = 500
     checkpoint_interval_seconds: float = 5.0  # 0: no checkpoints (a restart starts empty)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # larger: dead letter too_large
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS  # later: dead letter future_timestamp
     metrics_port: int = 9477  # 0: no endpoint
     metrics_host: str = "127.0.0.1"
     # TLS/SASL for every Kafka client; default from the KAFKA_* environment variables.
@@ -122,6 +125,12 @@ def add_arguments(parser: argparse.ArgumentParser):
                              "often, and commit offsets only once counted there, so a restart "
                              "after a crash loses nothing and counts nothing twice; 0 for none "
                              "(default %(default)s)")
+    parser.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
+                        help="a message larger than this is dead-lettered (too_large) unread "
+                             "(default %(default)s)")
+    parser.add_argument("--max-future-seconds", type=float, default=d.max_future_seconds,
+                        help="an article published further ahead of the clock than this is "
+                             "dead-lettered (future_timestamp) (default %(default)s)")
     parser.add_argument("--idle-timeout-seconds", type=float, default=d.idle_timeout_seconds,
                         help="a partition silent this long lets its watermark follow the clock "
                         "(default %(default)s)")
@@ -176,6 +185,7 @@ def from_args(args: argparse.Namespace) -> Settings:
         tracked_tuples=_tuples(args.tracked_tuple) if args.tracked_tuple else Settings.tracked_tuples,
         aggregates_topic=args.aggregates_topic,
         checkpoint_interval_seconds=args.checkpoint_interval_seconds,
+        max_message_bytes=args.max_message_bytes, max_future_seconds=args.max_future_seconds,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,
         tracked_entities=args.tracked_entities, rules_only=args.rules_only,
         ner_processes=args.ner_processes,

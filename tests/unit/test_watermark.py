@@ -45,3 +45,13 @@ def test_watermark_never_moves_back_and_survives_checkpoints(monkeypatch):
     resumed = _TopicWatermarkEstimator(est.get_estimator_state())
     resumed.record(0, 100_000)            # an older record: no step back
     assert resumed.current_watermark() == Timestamp(500)
+
+
+def test_a_far_future_record_timestamp_does_not_move_the_watermark(monkeypatch):
+    monkeypatch.setattr(kafka_read.time, "time", lambda: 1000.0)
+    est = estimator(1000.0, partitions=(0,))
+    est.record(0, 30_000)
+    est.record(0, (1000 + 2 * 86_400) * 1000)      # two days ahead of the clock: ignored
+    assert est.partition_watermark(0) == Timestamp(micros=30_000 * 1000)
+    est.record(0, (1000 + 3600) * 1000)            # an hour ahead: counts
+    assert est.partition_watermark(0) == Timestamp(micros=(1000 + 3600) * 1_000_000)
