@@ -274,7 +274,8 @@ class _EmitPanesFn(beam.DoFn):
     SAVE = userstate.TimerSpec("checkpoint", TimeDomain.REAL_TIME)
 
     def __init__(self, specs, early_firing_seconds, allowed_lateness_seconds, top_k_pairs,
-                 checkpoint=None, checkpoint_interval_seconds=5.0, on_checkpoint=None):
+                 checkpoint=None, checkpoint_interval_seconds=5.0, on_checkpoint=None,
+                 state_in_process=False):
         # Identifies this step across the worker's DoFn instances (see _load).
         self._step_token = uuid.uuid4().hex
         self._specs = tuple(specs)
@@ -286,14 +287,23 @@ class _EmitPanesFn(beam.DoFn):
         self._checkpoint_interval = checkpoint_interval_seconds
         self._on_checkpoint = on_checkpoint
         self._last_checkpoint = 0.0
+        # True: the open windows live only in this process (and its
+        # checkpoints); the runner's state holds just their version. For
+        # runners whose SDK worker is the launching process and on which a
+        # failed bundle fails the job (Prism LOOPBACK, FnApiRunner): no bundle
+        # then pickles every open window at its commit (see docs/performance.md).
+        self._state_in_process = state_in_process
 
     def setup(self):
         self._last_checkpoint = time.monotonic()
 
     def teardown(self):
         # The runner discards a DoFn after a failed bundle (before any retry):
-        # its in-process copy may hold that bundle's changes, so drop it.
-        _LIVE.pop(self._step_token, None)
+        # its in-process copy may hold that bundle's changes, so drop it;
+        # unless it is the only copy (state_in_process: the SDK also tears
+        # down idle DoFns, and a failed bundle fails the job there).
+        if not self._state_in_process:
+            _LIVE.pop(self._step_token, None)
 
     def _load(self, windows_state, version_state):
         """The open windows and their version.
@@ -313,6 +323,11 @@ class _EmitPanesFn(beam.DoFn):
         # Taken out while in use: only _store puts it back, so a call that
         # fails half-way through changing it leaves no copy behind.
         live = _LIVE.pop(self._step_token, None)
+        if live is None and version and self._state_in_process:
+            msg = ("the aggregation's in-process state is gone (a failed bundle, or another "
+                   "worker process): with state_in_process=True a runner must fail the job "
+                   "instead; restart it to resume from the last checkpoint")
+            raise RuntimeError(msg)
         if live is not None and live[0] >= version:
             # Newer than (or as new as) the state the runner handed this
             # bundle: Prism may hand a bundle an older snapshot of the key's
@@ -325,7 +340,8 @@ class _EmitPanesFn(beam.DoFn):
         return windows, version
 
     def _store(self, windows, windows_state, version_state, version):
-        windows_state.write(windows)
+        if not self._state_in_process:
+            windows_state.write(windows)
         version_state.write(version + 1)
         _LIVE[self._step_token] = (version + 1, windows)
 
@@ -650,6 +666,11 @@ class AggregateEntities(beam.PTransform):
       on_checkpoint: called after each checkpoint with ``({(topic,
         partition): next offset}, wait=bool)``: commit them
         (``connectors.kafka_offsets.CommitOffsets``).
+      state_in_process: keep the open windows in this process (and the
+        checkpoints) rather than in the runner's state (default False). Only
+        for runners whose SDK worker runs in the launching process and fail
+        the job on a failed bundle (Prism LOOPBACK, FnApiRunner): each bundle
+        then no longer encodes every open window at its commit.
 
     Example::
 
@@ -661,7 +682,7 @@ class AggregateEntities(beam.PTransform):
                  sliding_period_seconds=3600, early_firing_seconds=5.0,
                  allowed_lateness_seconds=0, max_entities_per_article=20, top_k_pairs=1000,
                  tracked_tuples=DEFAULT_TUPLES, checkpoint=None, checkpoint_interval_seconds=5.0,
-                 on_checkpoint=None):
+                 on_checkpoint=None, state_in_process=False):
         super().__init__()
         if checkpoint_interval_seconds <= 0:
             raise ValueError(f"checkpoint_interval_seconds must be > 0, got "
@@ -682,7 +703,8 @@ class AggregateEntities(beam.PTransform):
         self._max_entities = max_entities_per_article
         self._top_k = top_k_pairs
         self._tuples = tuple(tuple(sorted(t)) for t in tracked_tuples)
-        self._checkpoint = (checkpoint, checkpoint_interval_seconds, on_checkpoint)
+        self._checkpoint = (checkpoint, checkpoint_interval_seconds, on_checkpoint,
+                            state_in_process)
 
     def expand(self, found):
         found, dead_letters = ((found["articles"], found.get("dead_letters"))

@@ -34,6 +34,7 @@ from connectors.kafka_offsets import CommitOffsets
 from connectors.kafka_read import ReadFromKafka
 from connectors.kafka_security import check_connection
 from connectors.kafka_write import WriteToKafka
+from connectors.replay import ensure_topic
 from pipeline import metrics, status
 from pipeline.aggregate import AggregateEntities
 from pipeline.decode import DecodeArticles
@@ -88,7 +89,10 @@ def build(p, settings: Settings, bootstrap_servers: str):
                       checkpoint_interval_seconds=settings.checkpoint_interval_seconds or 5.0,
                       on_checkpoint=CommitOffsets(
                           bootstrap_servers=bootstrap_servers, group_id=settings.group_id,
-                          consumer_config=security) if checkpointed else None))
+                          consumer_config=security) if checkpointed else None,
+                      # Both runners here run the SDK worker in this process and
+                      # fail the job on a failed bundle (see AggregateEntities).
+                      state_in_process=settings.runner in ("prism", "direct")))
     aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
         output_dir=settings.output_dir)
     if settings.aggregates_topic:
@@ -127,6 +131,10 @@ def start(settings: Settings, beam_args=()):
     """
     bootstrap = resolve_bootstrap(settings)
     check_connection(bootstrap, settings.kafka_security)
+    # The dead-letter topic exists from the start: operators can subscribe to
+    # it, and the first dead letter is not held up by topic auto-creation.
+    ensure_topic(bootstrap, settings.dlq_topic,
+                 client_config=settings.kafka_security.client_config())
     runner, options = _runner_and_options(settings, list(beam_args))
     metrics.set_identity(**metrics.identity(settings.runner, settings.spacy_model))
     p = beam.Pipeline(runner=runner, options=options)

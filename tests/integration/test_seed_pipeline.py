@@ -95,6 +95,13 @@ def test_streaming_prism_run_counts_seeds_and_dead_letters_bad_message(
             assert "FAILED" not in str(result.state)
             time.sleep(0.5)
         assert finals == expected
+        # The dead letter is published as soon as its bundle finishes.
+        deadline = time.monotonic() + 60
+        while total(scrape(port), "entitystream_messages_settled_total",
+                    outcome="dead_letter") - total(before, "entitystream_messages_settled_total",
+                                                   outcome="dead_letter") < 1:
+            assert time.monotonic() < deadline, "the dead letter was not settled in 60 s"
+            time.sleep(0.5)
         after = scrape(port)
         # Early panes go out at most every 0.5 s while articles flow. Whether
         # a given hour window gets one before the watermark closes it depends

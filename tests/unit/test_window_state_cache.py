@@ -2,6 +2,8 @@
 when it is exactly what the runner committed."""
 import copy
 
+import pytest
+
 from pipeline.aggregate import _EmitPanesFn, _OpenWindows
 from pipeline.windows import WindowSpec
 
@@ -96,3 +98,20 @@ def test_an_older_snapshot_handed_to_a_bundle_does_not_undo_newer_changes():
     windows.commit(), version.commit()
     again, v2 = fn._load(stale_windows, stale_version)   # the snapshot from before
     assert again == {"a": 1, "b": 2} and v2 == 1
+
+
+def test_state_in_process_never_writes_the_big_cell_and_refuses_to_start_over():
+    fn = _EmitPanesFn([WindowSpec.tumbling(3600)], None, 0, 10, state_in_process=True)
+    windows, version = FakeState(), FakeState()
+    loaded, v = fn._load(windows, version)
+    loaded["a"] = 1
+    fn._store(loaded, windows, version, v)
+    windows.commit(), version.commit()
+    assert windows.committed is None and version.committed == 1
+    fn.teardown()                                    # an idle DoFn torn down: copy kept
+    again, _ = fn._load(windows, version)
+    assert again == {"a": 1}
+    # The call fails before its store: the copy is gone, and so is the state.
+    version.commit()
+    with pytest.raises(RuntimeError, match="in-process state is gone"):
+        fn._load(windows, version)
