@@ -55,6 +55,7 @@ from apache_beam import pvalue
 from apache_beam.utils.windowed_value import WindowedValue
 from prometheus_client import Counter, Histogram
 
+from pipeline.decode import DEFAULT_DEAD_LETTER_VALUE_BYTES
 from pipeline.normalise import end_heading
 from pipeline.records import ArticleEntities, Mention
 
@@ -389,8 +390,8 @@ def _dead_letter(article, exc):
                         "language": article.language}).encode("utf-8")
     return {"reason": "extraction_failed", "detail": f"{type(exc).__name__}: {exc}"[:2000],
             "topic": article.topic, "partition": article.partition, "offset": article.offset,
-            "key": article.id.encode("utf-8"), "value": value[:65536],
-            "value_size": len(value), "value_truncated": len(value) > 65536,
+            "key": article.id.encode("utf-8"), "value": value[:DEFAULT_DEAD_LETTER_VALUE_BYTES],
+            "value_size": len(value), "value_truncated": len(value) > DEFAULT_DEAD_LETTER_VALUE_BYTES,
             "timestamp_ms": article.published_at_ms, "_position": article.position}
 
 

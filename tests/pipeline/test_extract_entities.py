@@ -60,3 +60,29 @@ def test_a_bad_tracked_entities_file_fails_when_the_pipeline_is_built(tmp_path):
     bad.write_text('{"entities": [{"id": "RUSSIA"}]}', encoding="utf-8")
     with pytest.raises(ValueError, match="entities\\[0\\]: needs keys"):
         ExtractEntities(tracked_entities=str(bad))
+
+
+def test_an_article_spacy_fails_on_is_a_dead_letter_and_its_batch_goes_on():
+    seeds = seed_records()[:2]
+    # Longer than spaCy's nlp.max_length (1,000,000 characters): nlp.pipe raises E088.
+    huge = Article("huge", "test", None, "Huge", "Russia. " * 130_000, seeds[0].published_at_ms,
+                   "en", "seeds", 0, 99, prev_offset=98)
+    want = [(a.id, a.published_at_ms, tuple(sorted(FIXTURE["counts"][a.id].items())))
+            for a in seeds]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = (p | beam.Create([seeds[0], huge, seeds[1]])
+               | "Extract" >> ExtractEntities(batch_size=3, rules_only=True))
+        assert_that(out.found | beam.Map(tracked_summary), equal_to(want), label="Found")
+        assert_that(out.dead_letters | beam.Map(lambda d: (
+            d["reason"], d["topic"], d["partition"], d["offset"], d["_position"].prev_offset,
+            d["value_truncated"], "E088" in d["detail"])),
+            equal_to([("extraction_failed", "seeds", 0, 99, 98, True, True)]), label="Dead")
+
+
+def test_an_article_in_another_language_is_kept_without_entities():
+    seed = seed_records()[0]
+    german = seed._replace(id="de", language="de")  # English text, but labelled German
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        found = (p | beam.Create([german]) | ExtractEntities(rules_only=True)).found
+        assert_that(found | beam.Map(lambda f: (f.article_id, f.mentions, f.language)),
+                    equal_to([("de", (), "de")]))
