@@ -286,7 +286,26 @@ def _pool(processes, model, tracked_entities, rules_only, excluded):
     return pool
 
 
+class _Batch:
+    """A batch on its way through NER: its articles and, per article, the
+    mentions (or the exception spaCy raised on it), ready or in a worker."""
+
+    __slots__ = ("items", "modelled", "future", "results", "started")
+
+    def __init__(self, items, modelled):
+        self.items, self.modelled = items, modelled
+        self.future, self.results, self.started = None, None, time.perf_counter()
+
+
 class _RecogniseEntitiesFn(beam.DoFn):
+    """Article -> ArticleEntities in batches through ``nlp.pipe``.
+
+    In this process (``processes`` 1), a full batch is run at once. With
+    worker processes, each full batch is shared out to the pool and the DoFn
+    goes on reading; finished batches are emitted in order as they come back,
+    at most ``2 x processes`` batches in flight, and every batch is done
+    before the bundle finishes."""
+
     def __init__(self, model, batch_size, excluded_labels, tracked_entities, rules_only,
                  processes=1):
         self._model = model
@@ -296,6 +315,7 @@ class _RecogniseEntitiesFn(beam.DoFn):
         self._rules_only = rules_only
         self._processes = processes
         self._buffer = []
+        self._in_flight = collections.deque()
 
     def setup(self):
         self._nlp = load_model(self._model, self._tracked_entities, self._rules_only)
@@ -309,34 +329,64 @@ class _RecogniseEntitiesFn(beam.DoFn):
     def _mentions(self, texts):
         if self._workers is None:
             return _mentions_of_batch(self._nlp, texts, self._excluded, self._types)
-        # One share of the batch per process, results kept in order.
-        step = -(-len(texts) // self._processes)
-        futures = [self._workers.submit(_extract_in_worker, texts[i:i + step])
-                   for i in range(0, len(texts), step)]
-        return [mentions for future in futures for mentions in future.result()]
+        return self._workers.submit(_extract_in_worker, texts).result()
 
     def start_bundle(self):
         self._buffer = []
+        self._in_flight = collections.deque()
 
     def process(self, article, wv=beam.DoFn.WindowedValueParam):
         self._buffer.append(wv)
         if len(self._buffer) >= self._batch_size:
-            yield from self._flush()
+            self._submit()
+            yield from self._emit_ready(limit=2 * self._processes)
 
     def finish_bundle(self):
-        yield from self._flush()
+        self._submit()
+        yield from self._emit_ready(limit=0)
 
     def _in_model_language(self, article):
         language = (article.language or "en").strip().lower().replace("_", "-").split("-")[0]
         return language == self._nlp.lang
+
+    def _submit(self):
+        items, self._buffer = self._buffer, []
+        if not items:
+            return
+        batch = _Batch(items, [wv for wv in items if self._in_model_language(wv.value)])
+        texts = [article_text(wv.value) for wv in batch.modelled]
+        if not texts:
+            batch.results = []
+        elif self._workers is None:
+            batch.results = self._mentions_or_errors(texts)
+        else:
+            # One share per process, so that a bundle's last batch uses them all too.
+            step = -(-len(texts) // self._processes)
+            batch.future = [self._workers.submit(_extract_in_worker, texts[i:i + step])
+                            for i in range(0, len(texts), step)]
+        self._in_flight.append(batch)
+
+    def _emit_ready(self, limit):
+        """Emit finished batches in order; wait while more than ``limit`` are in flight."""
+        while self._in_flight:
+            batch = self._in_flight[0]
+            if batch.results is None:
+                if len(self._in_flight) <= limit and not all(f.done() for f in batch.future):
+                    return
+                try:
+                    batch.results = [m for f in batch.future for m in f.result()]
+                except Exception:  # noqa: BLE001 - isolate the article that fails
+                    batch.results = self._mentions_or_errors(
+                        [article_text(wv.value) for wv in batch.modelled])
+            self._in_flight.popleft()
+            yield from self._outputs(batch)
 
     def _mentions_or_errors(self, texts):
         """The mentions of each text, or the exception spaCy raised on it."""
         try:
             return self._mentions(texts)
         except Exception:  # noqa: BLE001 - isolate the article that fails, below
-            if len(texts) == 1:
-                raise
+            pass
         found = []
         for text in texts:
             try:
@@ -345,21 +395,11 @@ class _RecogniseEntitiesFn(beam.DoFn):
                 found.append(exc)
         return found
 
-    def _flush(self):
-        batch, self._buffer = self._buffer, []
-        if not batch:
-            return
-        started = time.perf_counter()
-        modelled = [wv for wv in batch if self._in_model_language(wv.value)]
-        texts = [article_text(wv.value) for wv in modelled]
-        try:
-            results = self._mentions_or_errors(texts) if texts else []
-        except Exception as exc:  # noqa: BLE001 - a batch of one that failed
-            results = [exc]
-        by_article = {id(wv): r for wv, r in zip(modelled, results)}
-        NER_BATCH_SECONDS.observe(time.perf_counter() - started)
-        NER_BATCH_SIZE.observe(len(batch))
-        for wv in batch:
+    def _outputs(self, batch):
+        NER_BATCH_SECONDS.observe(time.perf_counter() - batch.started)
+        NER_BATCH_SIZE.observe(len(batch.items))
+        by_article = {id(wv): r for wv, r in zip(batch.modelled, batch.results)}
+        for wv in batch.items:
             mentions = by_article.get(id(wv), ())
             article = wv.value
             if isinstance(mentions, Exception):
