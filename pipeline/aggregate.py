@@ -227,6 +227,7 @@ class _OpenWindows(dict, CacheAware):
     ledger = None   # SourceLedger: the source messages settled so far
     closed_through = 0  # ms: every window boundary up to here has passed (tick timers)
     next_tick = None    # ms: the boundary the tick timer is set for
+    complete = False    # every window closed at the end of a bounded input
     pending = None  # outputs emitted since the last checkpoint (re-emitted on restore):
     #                 {(kind, start, end): WindowPane, ("late", id): late-article dict}
 
@@ -374,10 +375,23 @@ class _EmitPanesFn(beam.DoFn):
             return
         windows = snapshot
         closed_through = windows.closed_through
+        pending = windows.pending
+        if windows.complete:
+            # The last run read its input to the end and closed every window
+            # (a bounded run): new input starts new windows, as it did before
+            # checkpoints; what it counted stays skipped.
+            _LOG.warning("the last run over %s finished its input; new windows from the "
+                         "group's committed offsets %s", self._checkpoint.path,
+                         windows.ledger.commit_offsets())
+            ledger, windows = windows.ledger, _OpenWindows()
+            windows.ledger, windows.pending = ledger, pending
+            self._store(windows, windows_state, version_state, 0)
+            yield from self._reemit(pending)
+            return
         # A warning, so that it shows at the CLI's default level: rare and worth knowing.
         _LOG.warning("restored the aggregation checkpoint of %s: %d open windows, closed "
-                  "through %d, next offsets %s", self._checkpoint.path, len(windows),
-                  closed_through, windows.ledger.commit_offsets())
+                     "through %d, next offsets %s", self._checkpoint.path, len(windows),
+                     closed_through, windows.ledger.commit_offsets())
 
         def keep(kind, start_ms, end_ms, pane_index):
             family = FAMILY_OF_KIND.get(kind)
@@ -395,7 +409,11 @@ class _EmitPanesFn(beam.DoFn):
         self._checkpoint.discard_panes(keep)
         self._set_tick(windows, tick)
         self._store(windows, windows_state, version_state, 0)
-        for key, output in sorted(windows.pending.items(), key=lambda kv: repr(kv[0])):
+        yield from self._reemit(pending)
+
+    @staticmethod
+    def _reemit(pending):
+        for key, output in sorted(pending.items(), key=lambda kv: repr(kv[0])):
             if key[0] == LATE_ARTICLES:
                 yield beam.pvalue.TaggedOutput(LATE_ARTICLES, output)
             else:
@@ -593,6 +611,7 @@ class _EmitPanesFn(beam.DoFn):
             # Every window closed (the end of a bounded input): save now, and wait
             # for the offsets to be committed, before the pipeline can finish.
             closed_all = had_windows and not windows
+            windows.complete = closed_all  # the end of a bounded input (see _restore)
             self._maybe_checkpoint(windows, save_pending, save, due=closed_all,
                                    wait=closed_all)
 

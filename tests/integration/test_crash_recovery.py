@@ -109,3 +109,29 @@ def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, to
     # Reuters holds a few repeated stories (same id in the same hour): duplicates.
     assert settled["aggregated"] + settled["duplicate"] + settled["replayed"] == consumed
     assert "restored the aggregation checkpoint" in second.log()
+
+
+def test_a_finished_bounded_run_then_new_input_starts_new_windows(bootstrap, topic, tmp_path):
+    """A bounded run closes every window (final panes) and checkpoints that it
+    finished: the next bounded run over new input counts it in new windows
+    (not late), and skips nothing new."""
+    import json
+    from pipeline.run import start
+    from pipeline.settings import Settings
+    seeds = sorted(read_articles([ROOT / "seeds"]), key=lambda a: a["published_at"])
+    fixture = json.loads((ROOT / "tests" / "fixtures" / "seed_tracked_counts.json").read_text())
+    settings = Settings(topic=topic, output_dir=str(tmp_path), bootstrap_servers=bootstrap,
+                        runner="direct", bounded=True, group_id=f"g-{topic}", metrics_port=0,
+                        rules_only=True)
+    publish(seeds[:3], bootstrap_servers=bootstrap, topic=topic)
+    start(settings).wait_until_finish()
+    publish(seeds[3:], bootstrap_servers=bootstrap, topic=topic)
+    start(settings).wait_until_finish()
+    rows = inspect_output.load(tmp_path)
+    assert not (tmp_path / "late_articles").exists()
+    hours = {}
+    for r in rows:
+        if r["kind"] == "entity_counts" and r["entity_id"] == "RUSSIA" and r["is_final"]:
+            hours[r["window_start"]] = r["mentions"]
+    assert sorted(hours.values()) == sorted(fixture["counts"][a["id"]]["RUSSIA"] for a in seeds)
+    assert committed(bootstrap, f"g-{topic}", topic)[0] == len(seeds)
