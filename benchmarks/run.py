@@ -1,113 +1,371 @@
-"""End-to-end throughput against bare spaCy, measured side by side in one run.
+"""The performance issue's benchmarks (P1-P4): one entry point, one table.
 
-    ./dev bench [--articles 1000] [--runner direct|prism] [--corpus PATH] [--write-docs]
+    ./dev bench --suite all [--articles 5000] [--p4-articles 100000] [--rate 50] [--seconds 20]
+                [--write-docs] [--json PATH]
+    ./dev bench --suite smoke        # a few hundred articles through every suite (CI, ~3 min)
 
-Workload: the first N Reuters-21578 articles with a body (or the seeds,
-repeated, when the corpus is absent). Steps, in one process:
+(``./dev bench ARGS`` is ``.venv/bin/python benchmarks/run.py ARGS``.)
 
-1. publish them to a fresh topic on the broker (not timed);
-2. bare: ``nlp.pipe`` over the same texts the pipeline reads (title + body,
-   normalised), with the same trimmed model and batch size;
-3. pipeline: ``entitystream run --bounded`` on the chosen runner, timed from
-   submission to completion (consume, decode, normalise, NER, windows, Avro);
-4. print the table (and append it to docs/benchmarks.md with --write-docs).
+Suites (``--suite``, repeatable; ``all`` is p1, p1b, p2, p3 and p4):
+
+- ``p1``: full NER, one process: bare ``nlp.pipe``, then ``entitystream run --bounded``
+  on Prism over the same ``--articles`` Reuters-21578 articles, already on a topic;
+- ``p1b``: the same pipeline with ``--ner-processes 2``, against the one-process bare row;
+- ``p2``: rules-only with the phrase-only tracked entities
+  (``tests/fixtures/reuters_tracked_entities.json``), one and two NER processes,
+  and rules-only with the shipped tracked entities (BRIDGE by lemma), each
+  against its own bare row;
+- ``p3``: produce -> first pane latency at ``--rate`` for ``--seconds``
+  (``benchmarks/latency.py``): full NER with two NER processes, and rules-only;
+- ``p4``: RSS of every pipeline process through a ``--p4-articles`` replay
+  (``benchmarks/memory.py``), rules-only with phrases, continuous, two NER processes;
+- ``smoke``: all of them on a few hundred articles (P4 on a few thousand).
+
+Every side runs in a process of its own, one after the other (2 shared cores:
+only ratios measured in one invocation mean something). Bare rows time
+``nlp.pipe`` of the pipeline's own model (``load_model``: the same components
+and ruler) over the same texts, without the model load. Pipeline rows give
+articles/s two ways: from the first article read to the last Avro pane
+written (steady state, the figure the targets are read on), and from the
+process start (interpreter, Prism, model load) to the last pane. Peak RSS is
+the process tree's (pipeline + NER worker processes + Prism), sampled from
+/proc every 0.5 s. ``--write-docs`` appends the table, the targets and the
+machine, versions and command to docs/benchmarks.md.
 """
 import argparse
 import datetime as dt
+import importlib.metadata
+import json
 import os
 import pathlib
 import platform
+import shlex
 import sys
 import tempfile
 import time
-import uuid
+import traceback
+from typing import NamedTuple, Optional
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from connectors.replay import publish, read_articles  # noqa: E402
-from pipeline.entities import DEFAULT_MODEL, article_text, load_model  # noqa: E402
-from pipeline.normalise import normalise_text  # noqa: E402
-from pipeline.records import Article  # noqa: E402
-from pipeline.run import resolve_bootstrap, start, wait  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
+if __name__ == "__main__" and "--snapshot" in sys.argv[1:]:
+    # Before anything of the pipeline is imported (see benchmarks/snapshot.py).
+    from benchmarks.snapshot import rerun_from_snapshot
+    sys.exit(rerun_from_snapshot([a for a in sys.argv[1:] if a != "--snapshot"]))
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "reuters21578"
+from benchmarks import bare, latency, memory  # noqa: E402
+from benchmarks.snapshot import DOCS_ENV, source  # noqa: E402
+from benchmarks.endtoend import run_pipeline, tree_summary  # noqa: E402
+from benchmarks.workloads import (PHRASE_TRACKED, articles, corpus_name, delete_topics,  # noqa: E402
+                                  publish_topic, texts, words)
 
-
-def workload(corpus, count):
-    if corpus.exists():
-        arts, name = [], "Reuters-21578"
-        for a in read_articles([corpus]):
-            arts.append(a)
-            if len(arts) >= count:
-                break
-        return arts, name
-    seeds = list(read_articles([ROOT / "seeds"]))
-    return [dict(s, id=f"{s['id']}-{i}") for i in range(count // 5 + 1) for s in seeds][:count], "seeds (repeated)"
+DOCS = pathlib.Path(os.environ.get(DOCS_ENV) or ROOT / "docs" / "benchmarks.md")
 
 
-def bare_nlp_pipe(arts, batch_size, rules_only=False):
-    nlp = load_model(DEFAULT_MODEL, rules_only=rules_only)
-    texts = [article_text(Article(a["id"], "", None, normalise_text(a["title"]),
-                                  normalise_text(a["body"]), 0, "en", "", 0, 0)) for a in arts]
-    started = time.perf_counter()
-    ents = sum(len(doc.ents) for doc in nlp.pipe(texts, batch_size=batch_size))
-    return time.perf_counter() - started, sum(len(t.split()) for t in texts), ents
+class Row(NamedTuple):
+    label: str
+    kind: str                   # bare | e2e | latency | memory
+    rules_only: bool = False
+    tracked: Optional[str] = None   # tracked-entities file (None: the shipped one)
+    processes: int = 1
+    bare: Optional[str] = None  # the bare row this row is a ratio to
 
 
-def pipeline_run(arts, bootstrap, runner, batch_size, rules_only=False, ner_processes=1):
-    topic = f"bench-{uuid.uuid4().hex[:8]}"
-    publish(arts, bootstrap_servers=bootstrap, topic=topic)
-    with tempfile.TemporaryDirectory() as out:
-        settings = Settings(topic=topic, output_dir=out, bootstrap_servers=bootstrap,
-                            runner=runner, bounded=True, batch_size=batch_size,
-                            group_id=f"bench-{topic}", metrics_port=0,
-                            rules_only=rules_only, ner_processes=ner_processes)
-        started = time.perf_counter()
-        result = start(settings)
-        wait(result) if runner == "prism" else result.wait_until_finish()
-        elapsed = time.perf_counter() - started
-        files = sum(1 for _ in pathlib.Path(out).rglob("*.avro"))
-    return elapsed, files
+_PHRASE = str(PHRASE_TRACKED)
+ROWS = {
+    "bare-full": Row("bare `nlp.pipe`, full NER, 1 process", "bare"),
+    "p1": Row("P1 end-to-end, full NER, 1 process", "e2e", bare="bare-full"),
+    "p1b": Row("P1b end-to-end, full NER, `--ner-processes 2`", "e2e", processes=2,
+               bare="bare-full"),
+    "bare-rules": Row("bare `nlp.pipe`, rules-only, phrase tracked file, 1 process", "bare",
+                      True, _PHRASE),
+    "p2-1": Row("P2 end-to-end, rules-only, phrase tracked file, 1 process", "e2e", True,
+                _PHRASE, 1, "bare-rules"),
+    "p2-2": Row("P2 end-to-end, rules-only, phrase tracked file, `--ner-processes 2`", "e2e",
+                True, _PHRASE, 2, "bare-rules"),
+    "bare-shipped": Row("bare `nlp.pipe`, rules-only, shipped tracked file (lemma), 1 process",
+                        "bare", True),
+    "p2-shipped": Row("P2 end-to-end, rules-only, shipped tracked file (lemma), "
+                      "`--ner-processes 2`", "e2e", True, None, 2, "bare-shipped"),
+    "p3": Row("P3 latency, full NER, `--ner-processes 2`", "latency", processes=2),
+    "p3-rules": Row("P3 latency, rules-only, phrase tracked file (+RUSSIA), 1 process",
+                    "latency", True, _PHRASE, 1),
+    "p4": Row("P4 memory, continuous, rules-only, phrase tracked file, `--ner-processes 2`",
+              "memory", True, _PHRASE, 2, "bare-rules"),
+}
+SUITES = {
+    "p1": ("bare-full", "p1"),
+    "p1b": ("bare-full", "p1b"),
+    "p2": ("bare-rules", "p2-1", "p2-2", "bare-shipped", "p2-shipped"),
+    "p3": ("p3", "p3-rules"),
+    "p4": ("p4",),
+}
+SUITES["all"] = tuple(dict.fromkeys(k for s in ("p1", "p1b", "p2", "p3", "p4") for k in SUITES[s]))
+SUITES["smoke"] = SUITES["all"]
+SMOKE = {"articles": 200, "p4_articles": 2000, "seconds": 4.0}
+
+
+def _flags(row, batch_size):
+    flags = ["--ner-processes", str(row.processes), "--batch-size", str(batch_size)]
+    if row.rules_only:
+        flags.append("--rules-only")
+    if row.tracked:
+        flags += ["--tracked-entities", row.tracked]
+    return flags
+
+
+def _bare_row(key, row, args, ctx):
+    r = bare.measure(args.articles, args.batch_size, row.rules_only, row.tracked)
+    return {"articles": r["articles"], "words": r["words"], "steady_s": r["seconds"],
+            "wall_s": r["seconds"] + r["load_seconds"], "rss": tree_summary(r["sampler"]),
+            "peak_mb": r["sampler"].peak_mb(),
+            "notes": [f"components {', '.join(r['components'])}; "
+                      f"model load {r['load_seconds']:.1f} s; {r['entities']:,} doc.ents"]}
+
+
+def _run_notes(run):
+    mid = run.rate_between()
+    return [f"{run.panes:,} Avro pane files; first article read "
+            f"{(run.first_article or run.started) - run.started:.1f} s after the process start"
+            + (f"; {mid:,.1f} articles/s between 10 % and 90 % settled" if mid else "")]
+
+
+def _e2e_row(key, row, args, ctx):
+    if "topic" not in ctx:  # one topic for every bounded row, published once (not timed)
+        arts = articles(args.articles)
+        ctx["words"] = words(texts(arts))
+        ctx["topic"] = publish_topic(arts, ctx["bootstrap"])
+        ctx["topics"].append(ctx["topic"])
+    out = pathlib.Path(ctx["work"]) / f"{key}-out"
+    run = run_pipeline(ctx["topic"], ctx["bootstrap"], str(out), out.with_suffix(".log"),
+                       args.articles, _flags(row, args.batch_size), bounded=True)
+    return {"articles": args.articles, "words": ctx["words"], "steady_s": run.steady_s,
+            "wall_s": run.wall_s, "rss": tree_summary(run.sampler),
+            "peak_mb": run.sampler.peak_mb(),
+            "notes": _run_notes(run) + [f"process exit {run.exited - run.finished:.1f} s "
+                                        f"after the last pane"]}
+
+
+def _latency_row(key, row, args, ctx):
+    r = latency.measure(args.rate, args.seconds, row.processes, row.rules_only,
+                        tracked_entities=row.tracked, bootstrap=ctx["bootstrap"],
+                        work_dir=ctx["work"])
+    return {"articles": r["count"], "p50": r["p50"], "p95": r["p95"], "p99": r["p99"],
+            "rss": tree_summary(r["sampler"]), "peak_mb": r["sampler"].peak_mb(),
+            "notes": [f"{len(r['latencies'])}/{r['count']} articles seen in a pane, produced "
+                      f"at {args.rate:g}/s for {args.seconds:g} s; all out "
+                      f"{r['all_out_s']:.1f} s after the first was produced"]}
+
+
+def _memory_row(key, row, args, ctx):
+    r = memory.measure(args.p4_articles, ctx["bootstrap"], ctx["work"],
+                       _flags(row, args.batch_size))
+    run, growth = r["run"], r["growth"]
+    notes = [f"published in {r['publish_s']:.0f} s (not timed)"] + _run_notes(run)
+    notes += [f"{what}: {start:,.1f} MB at 10 % -> max {peak:,.1f} MB in the last 20 % "
+              f"({g:+.1%})" for what, (start, peak, g) in growth.items()]
+    if r["checkpoint"]:
+        notes.append("checkpoint at the end: " + ", ".join(
+            f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+            for k, v in r["checkpoint"].items()))
+    worst = max((g for what, (_, _, g) in growth.items()
+                 if what not in ("total", "checkpoint file")), default=None)
+    return {"articles": args.p4_articles, "words": r["words"], "steady_s": run.steady_s,
+            "wall_s": run.wall_s, "rss": tree_summary(run.sampler),
+            "peak_mb": run.sampler.peak_mb(), "growth": worst,
+            "growth_total": growth.get("total", (0, 0, None))[2], "notes": notes}
+
+
+#: One function per kind of row: (key, row, args, ctx) -> the row's figures (a dict).
+MEASURE = {"bare": _bare_row, "e2e": _e2e_row, "latency": _latency_row, "memory": _memory_row}
+
+
+def _fmt(value, spec, unit=""):
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def figures(results):
+    """Add each row's rates and its ratio to its bare row (same invocation) to ``results``."""
+    for key, res in results.items():
+        if "error" in res:
+            continue
+        for name, seconds in (("rate", "steady_s"), ("rate_wall", "wall_s")):
+            res[name] = res["articles"] / res[seconds] if res.get(seconds) else None
+        res["words_s"] = res["words"] / res["steady_s"] if res.get("steady_s") else None
+        base = results.get(ROWS[key].bare) or {}
+        if res["rate"] and base.get("steady_s") and "error" not in base:
+            bare_rate = base["articles"] / base["steady_s"]
+            res["ratio"], res["ratio_wall"] = res["rate"] / bare_rate, res["rate_wall"] / bare_rate
+
+
+def table(results):
+    lines = ["| workload | articles | articles/s, first article -> last pane | articles/s incl. "
+             "start-up | words/s (first -> last) | ratio to bare (first -> last; incl. "
+             "start-up) | p50 | p95 | p99 | peak RSS, MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, res in results.items():
+        row = ROWS[key]
+        if "error" in res:
+            lines.append(f"| {row.label} | failed: {res['error']} | | | | | | | | |")
+            continue
+        ratio = "—"
+        if row.kind == "bare":
+            ratio = "1.00x"
+        elif res.get("ratio") is not None:
+            ratio = f"**{res['ratio']:.2f}x**; {res['ratio_wall']:.2f}x"
+        lines.append(f"| {row.label} | {res['articles']:,} | {_fmt(res.get('rate'), ',.1f')} | "
+                     f"{_fmt(res.get('rate_wall'), ',.1f')} | {_fmt(res.get('words_s'), ',.0f')} | "
+                     f"{ratio} | {_fmt(res.get('p50'), '.2f', ' s')} | "
+                     f"{_fmt(res.get('p95'), '.2f', ' s')} | {_fmt(res.get('p99'), '.2f', ' s')} | "
+                     f"{res['peak_mb']:,.0f} |")
+    return "\n".join(lines)
+
+
+def targets(results, args):
+    """[(target, measured, verdict)] for the targets the results cover."""
+    out = []
+
+    def ok(key):
+        return key in results and "error" not in results[key]
+
+    enough = args.articles >= 5000
+    for key, name, goal in (("p1", "P1: full NER, 1 process >= 0.95x bare", 0.95),
+                            ("p1b", "P1b: `--ner-processes 2` >= 1.5x one-process bare", 1.5)):
+        if ok(key) and results[key].get("ratio") is not None:
+            r = results[key]["ratio"]
+            verdict = ("met" if r >= goal else "not met") + ("" if enough else
+                                                            " (fewer than 5,000 articles)")
+            out.append((name, f"{r:.2f}x", verdict))
+    rates = {k: results[k]["rate"] for k in ("p2-1", "p2-2") if ok(k)}
+    if rates:
+        best = max(rates, key=rates.get)
+        out.append(("P2: rules-only (phrases) >= 1,100 articles/s on 2 cores",
+                    f"{rates[best]:,.0f} articles/s ({ROWS[best].label.split(', ')[-1]})",
+                    "met" if rates[best] >= 1100 else "not met"))
+    if ok("p3"):
+        p = results["p3"]
+        out.append((f"P3: p95 <= 5 s at {args.rate:g} articles/s (full NER)",
+                    f"p50 {p['p50']:.2f} s, p95 {p['p95']:.2f} s, p99 {p['p99']:.2f} s",
+                    "met" if p["p95"] <= 5 else "not met"))
+    if ok("p4") and results["p4"].get("growth") is not None:
+        g = results["p4"]["growth"]
+        out.append((f"P4: RSS growth after warm-up <= 10 % ({args.p4_articles:,} articles)",
+                    f"worst process {g:+.1%} (tree total {results['p4']['growth_total']:+.1%})",
+                    ("met" if g <= 0.10 else "not met")
+                    + ("" if args.p4_articles >= 100_000 else " (fewer than 100,000 articles)")))
+    return out
+
+
+def _machine():
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.processor() or "?")
+    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo")
+                  if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores ({model}), {mem_kb / 2**20:.0f} GB RAM, {platform.machine()}"
+
+
+def _versions():
+    from deploy.broker import KAFKA_VERSION
+    from pipeline.entities import DEFAULT_MODEL
+    v = importlib.metadata.version
+    return (f"Python {platform.python_version()}, apache-beam {v('apache-beam')} (Prism), "
+            f"spaCy {v('spacy')}, {DEFAULT_MODEL} {v(DEFAULT_MODEL)}, Kafka {KAFKA_VERSION}")
+
+
+def _load():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def report(results, args, argv, context):
+    command = "./dev bench " + shlex.join(argv)
+    lines = [f"{context['date']} — {corpus_name()}; suites {', '.join(args.suite)}; "
+             f"{args.articles:,} articles for P1/P1b/P2, batch {args.batch_size}",
+             "",
+             f"- Machine: {_machine()}; load average {context['load_start']} at the start, "
+             f"{context['load_end']} at the end (2 cores shared with other work: only the "
+             f"ratios within this run compare); took {context['minutes']:.0f} min.",
+             f"- Versions: {_versions()}; source: {source()}.",
+             f"- Command: `{command}`",
+             "", table(results), ""]
+    found = targets(results, args)
+    if found:
+        lines += ["| target | measured | verdict |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {v} |" for t, m, v in found]
+        lines.append("")
+    lines.append("Per row:")
+    lines.append("")
+    for key, res in results.items():
+        detail = res.get("error_detail") or "; ".join([f"peak RSS {res.get('rss', '—')}"]
+                                                        + res.get("notes", []))
+        lines.append(f"- {ROWS[key].label}: {detail}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--articles", type=int, default=1000)
-    parser.add_argument("--runner", choices=("direct", "prism"), default="direct")
-    parser.add_argument("--corpus", type=pathlib.Path, default=DEFAULT_CORPUS)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", action="append", choices=sorted(SUITES),
+                        help="what to measure (repeatable; default all)")
+    parser.add_argument("--articles", type=int, default=None,
+                        help="articles for P1, P1b, P2 and the bare rows (default 5000)")
+    parser.add_argument("--p4-articles", type=int, default=None,
+                        help="articles replayed for P4 (default 100000)")
+    parser.add_argument("--rate", type=float, default=50.0, help="P3: articles produced per second")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="P3: how long to produce (default 20)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rules-only", action="store_true")
-    parser.add_argument("--ner-processes", type=int, default=1)
-    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS, else the local broker)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="append the results to docs/benchmarks.md")
+    parser.add_argument("--json", type=pathlib.Path, default=None,
+                        help="also write the figures as JSON to this file")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="run from a copy of the working tree, safe from edits made "
+                             "meanwhile (benchmarks/snapshot.py)")
     args = parser.parse_args(argv)
-    if args.runner == "prism":
-        from deploy.prism import ensure_prism
-        os.environ.setdefault("ENTITYSTREAM_PRISM_BIN", ensure_prism())
-    arts, name = workload(args.corpus, args.articles)
-    bootstrap = resolve_bootstrap(Settings())
-    bare_s, words, ents = bare_nlp_pipe(arts, args.batch_size, args.rules_only)
-    pipe_s, files = pipeline_run(arts, bootstrap, args.runner, args.batch_size,
-                                 args.rules_only, args.ner_processes)
-    n = len(arts)
-    rows = [("bare nlp.pipe (the pipeline's load_model)", n / bare_s, words / bare_s, 1.0),
-            (f"end-to-end, {args.runner}, bounded, {args.ner_processes} NER process(es)"
-             + (", rules-only" if args.rules_only else ""),
-             n / pipe_s, words / pipe_s, bare_s / pipe_s)]
-    table = ["| workload | articles/s | words/s | ratio to bare |", "|---|---:|---:|---:|"]
-    table += [f"| {w} | {a:.1f} | {wd:,.0f} | {r:.2f}x |" for w, a, wd, r in rows]
-    header = (f"{dt.date.today()} — {n} {name} articles ({words:,} words, {ents:,} entities), "
-              f"batch {args.batch_size}; {platform.machine()}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}; {files} Avro pane files written; "
-              f"command: `./dev bench {' '.join(argv if argv is not None else sys.argv[1:])}`")
-    text = header + "\n\n" + "\n".join(table) + "\n"
-    print(text)
+    args.suite = args.suite or ["all"]
+    smoke = "smoke" in args.suite
+    for name, full in (("articles", 5000), ("p4_articles", 100_000), ("seconds", 20.0)):
+        if getattr(args, name) is None:
+            setattr(args, name, SMOKE[name] if smoke else full)
+    keys = list(dict.fromkeys(k for s in args.suite for k in SUITES[s]))
+    from pipeline.run import resolve_bootstrap
+    from pipeline.settings import Settings
+    context = {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "load_start": _load()}
+    started = time.monotonic()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="entitystream-bench-") as work:
+        bootstrap = (args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+                     or resolve_bootstrap(Settings()))  # else the local broker, started if need be
+        ctx = {"bootstrap": bootstrap, "work": work, "topics": []}
+        try:
+            for key in keys:
+                print(f"[{time.monotonic() - started:6.0f} s] {ROWS[key].label} ...", flush=True)
+                try:
+                    results[key] = MEASURE[ROWS[key].kind](key, ROWS[key], args, ctx)
+                except Exception as exc:  # noqa: BLE001 - report it in the table, go on
+                    traceback.print_exc()
+                    results[key] = {"error": type(exc).__name__,
+                                    "error_detail": f"failed: {exc}"[:1500]}
+        finally:
+            if ctx["topics"]:
+                delete_topics(ctx["bootstrap"], ctx["topics"])
+    context.update(load_end=_load(), minutes=(time.monotonic() - started) / 60)
+    figures(results)
+    text = report(results, args, argv, context)
+    print("\n" + text)
     if args.write_docs:
-        docs = ROOT / "docs" / "benchmarks.md"
-        with docs.open("a", encoding="utf-8") as f:
-            f.write("\n### " + text)
-    return 0
+        with DOCS.open("a", encoding="utf-8") as f:
+            f.write(f"\n### Run of {text}")
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"rows": {k: dict(r, label=ROWS[k].label) for k, r in results.items()},
+             "targets": targets(results, args), "argv": argv}, indent=2, default=str))
+    return 1 if any("error" in r for r in results.values()) else 0
 
 
 if __name__ == "__main__":
