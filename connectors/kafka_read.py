@@ -466,7 +466,9 @@ class _ReadTopicFn(beam.DoFn):
         reachable = self._health.observe(consumer) is not False
         for p in open_parts:
             high = consumer.highwater(TopicPartition(desc.topic, p))
-            if not reachable or (high is not None and positions.get(p, starts[p]) < high):
+            # Idle means caught up: a partition whose end is not known yet (no
+            # fetch answered since start-up) or not reached does not follow the clock.
+            if not reachable or high is None or positions.get(p, starts[p]) < high:
                 watermark.hold(p)
         self._report(desc, consumer, positions, last, watermark, reachable)
         if emitted == 0:
