@@ -96,7 +96,7 @@ def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, to
 
     second = PipelineProcess(args, tmp_path / "second.log").start()
     try:
-        wait_until(lambda: committed(bootstrap, group, topic)[0] == n, 300,
+        wait_until(lambda: committed(bootstrap, group, topic)[0] == n, max(300, n / 10),
                    f"all {n} offsets committed after the restart", proc=second)
         # The last panes follow the last checkpoint by at most a few seconds.
         wait_until(lambda: final_rows(inspect_output.load(out), latest=True) == want, 120,
