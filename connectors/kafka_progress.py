@@ -23,12 +23,17 @@ read or polled a partition; the gauges show the state as of that call:
 - ``entitystream_time_since_last_article_seconds``: wall-clock seconds since
   any partition last returned a message, computed when scraped, so it keeps
   growing when the feed (or the reader) stops.
+
+Every broker lookup here has a timeout and is skipped (never raised) when it
+fails or while the reader cannot reach Kafka: progress figures must not stop
+the reader (docs/reliability.md, R3).
 """
 import logging
 import math
 import time
 
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from kafka.errors import KafkaError
 from prometheus_client import Gauge
 
 __all__ = ["PartitionProgress", "LAG_RECORDS", "LAG_SECONDS", "WATERMARK_LAG_SECONDS",
@@ -49,6 +54,7 @@ SINCE_LAST_ARTICLE = Gauge("entitystream_time_since_last_article_seconds",
                            "Seconds since the source last read a message (since the reader "
                            "started when it has read none).")
 
+_LOOKUP_TIMEOUT_MS = 5000  # end offsets and the probe consumer's bootstrap
 _last_read = [math.nan]  # wall-clock time of the last message read, or of the reader's start
 
 
@@ -79,14 +85,17 @@ class PartitionProgress:
         if math.isnan(_last_read[0]):
             _last_read[0] = time.time()
 
-    def update(self, consumer, next_offset, last_record=None, watermark=None):
+    def update(self, consumer, next_offset, last_record=None, watermark=None, reachable=True):
         """Report after a read call.
 
         ``consumer``: the reader's consumer (assigned to the partition);
         ``next_offset``: the next offset to read (None: not known yet);
         ``last_record``: the last record read in this call (``offset`` and
         ``timestamp`` attributes) or None; ``watermark``: the partition's
-        ``Timestamp`` watermark or None.
+        ``Timestamp`` watermark or None; ``reachable``: False while the
+        reader cannot reach Kafka (no broker lookups then: the lag gauges
+        keep their last values). A lookup that fails is skipped, never raised:
+        progress figures must not stop the reader.
         """
         now = time.time()
         if last_record is not None:
@@ -96,7 +105,7 @@ class PartitionProgress:
             WATERMARK_LAG_SECONDS.labels(*self._labels).set(now - watermark.micros / 1e6)
         if next_offset is None:  # not positioned yet: nothing to compare with
             return
-        end = self._end_offset(consumer, now)
+        end = self._end_offset(consumer, now, reachable)
         if end is None:
             return
         lag = max(0, end - next_offset)
@@ -104,7 +113,7 @@ class PartitionProgress:
         if lag == 0:
             LAG_SECONDS.labels(*self._labels).set(0)
             return
-        head = self._head_timestamp(end, now)
+        head = self._head_timestamp(end, now, reachable)
         if head is not None and self._last is not None:
             LAG_SECONDS.labels(*self._labels).set(max(0, head - self._last[1]) / 1000)
 
@@ -116,23 +125,31 @@ class PartitionProgress:
                 _LOG.debug("error closing the lag probe", exc_info=True)
             self._probe = None
 
-    def _end_offset(self, consumer, now):
+    def _end_offset(self, consumer, now, reachable=True):
         end = consumer.highwater(self._tp)  # free: every fetch response carries it
-        if end is None and now - self._last_end_lookup >= self._probe_interval:
+        if end is None and reachable and now - self._last_end_lookup >= self._probe_interval:
             # No fetch has completed yet: ask the broker, but not on every call.
             self._last_end_lookup = now
-            end = consumer.end_offsets([self._tp]).get(self._tp)
+            try:
+                end = consumer.end_offsets([self._tp], timeout_ms=_LOOKUP_TIMEOUT_MS).get(self._tp)
+            except KafkaError as exc:  # a figure, not worth failing the read: next time
+                _LOG.debug("end offset of %s not available: %s", self._tp, exc)
         return end
 
-    def _head_timestamp(self, end, now):
+    def _head_timestamp(self, end, now, reachable=True):
         """Timestamp (ms) of the record at ``end - 1``, probing at most once an interval."""
         if self._last is not None and self._last[0] == end - 1:
             self._head = self._last
         if self._head is not None and self._head[0] == end - 1:
             return self._head[1]
-        if now - self._last_probe >= self._probe_interval:
+        if reachable and now - self._last_probe >= self._probe_interval:
             self._last_probe = now
-            probed = self._probe_record(end - 1)
+            try:
+                probed = self._probe_record(end - 1)
+            except (KafkaError, OSError) as exc:  # e.g. the broker went away: next time
+                _LOG.debug("probing %s at %d failed: %s", self._tp, end - 1, exc)
+                self.close()
+                probed = None
             if probed is not None:
                 self._head = probed
         return None if self._head is None else self._head[1]
@@ -140,7 +157,8 @@ class PartitionProgress:
     def _probe_record(self, offset):
         if self._probe is None:
             self._probe = self._config.consumer(group_id=None, max_poll_records=1,
-                                                enable_auto_commit=False)
+                                                enable_auto_commit=False,
+                                                bootstrap_timeout_ms=_LOOKUP_TIMEOUT_MS)
             self._probe.assign([self._tp])
         self._probe.seek(self._tp, offset)
         for _ in range(3):
@@ -148,3 +166,4 @@ class PartitionProgress:
             if records:
                 return records[-1].offset, records[-1].timestamp
         return None
+
