@@ -10,11 +10,17 @@ comes from the checkpoint's ledger, which skips what it already holds. So a
 commit never blocks the caller: a background thread commits the newest
 offsets asked for, and a commit that fails (broker down, coordinator moving)
 is logged, counted and retried with the next request or a few seconds later.
+Through a broker outage it keeps retrying (a new consumer each time, which
+waits up to ``bootstrap_timeout_ms`` for a broker), reports to
+``kafka_health.KafkaHealth`` (``client="committer"``) and commits the
+newest offsets asked for once the broker is back.
 """
 import logging
 import threading
 
 from prometheus_client import Counter
+
+from connectors.kafka_health import RECONNECT_BACKOFF_MAX_MS, KafkaHealth
 
 __all__ = ["CommitOffsets", "COMMIT_FAILURES"]
 
@@ -31,7 +37,10 @@ class _Committer(threading.Thread):
         super().__init__(name=f"entitystream-commit-{group_id}", daemon=True)
         self._config = dict(bootstrap_servers=bootstrap_servers, group_id=group_id,
                             enable_auto_commit=False, client_id="entitystream-committer",
-                            **dict(consumer_config))
+                            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                            bootstrap_timeout_ms=10_000)
+        self._config.update(dict(consumer_config))
+        self._health = KafkaHealth("committer", bootstrap_servers)
         self._group = group_id
         self._lock = threading.Condition()
         self._wanted = {}
@@ -65,8 +74,11 @@ class _Committer(threading.Thread):
                 wanted, self._wanted = self._wanted, {}
             try:
                 self._commit(wanted)
+                self._health.up()
             except Exception as exc:  # noqa: BLE001 - any client error: retry later
                 COMMIT_FAILURES.inc()
+                if getattr(exc, "retriable", False) or isinstance(exc, OSError):
+                    self._health.down(exc)  # timeouts, lost connections: Kafka unreachable
                 _LOG.warning("committing offsets of group %s failed (%s: %s); retrying in %.0f s",
                              self._group, type(exc).__name__, exc, _RETRY_SECONDS)
                 self._close()
@@ -81,6 +93,7 @@ class _Committer(threading.Thread):
         from kafka.structs import OffsetAndMetadata
         if self._consumer is None:
             self._consumer = KafkaConsumer(**self._config)
+            self._health.watch(self._consumer)
         self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
                                for (t, p), o in offsets.items()}, timeout_ms=10_000)
         with self._lock:
@@ -89,6 +102,7 @@ class _Committer(threading.Thread):
         _LOG.debug("committed %s for group %s", offsets, self._group)
 
     def _close(self):
+        self._health.unwatch()
         if self._consumer is not None:
             try:
                 self._consumer.close()

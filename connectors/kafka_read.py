@@ -54,7 +54,7 @@ feed: while the consumer cannot reach Kafka, or a partition is known to have
 unread records (its position is below the high watermark of the last fetch),
 the partition is not idle, so its watermark holds instead of following the
 clock (else everything read after the outage would be late). The reader
-reports its connection to ``kafka_progress.KafkaHealth`` (metrics and log).
+reports its connection to ``kafka_health.KafkaHealth`` (metrics and log).
 """
 import logging
 import time
@@ -65,7 +65,8 @@ from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker, Water
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import Duration, MIN_TIMESTAMP, Timestamp
 
-from connectors.kafka_progress import RECONNECT_BACKOFF_MAX_MS, KafkaHealth, PartitionProgress
+from connectors.kafka_health import RECONNECT_BACKOFF_MAX_MS, KafkaHealth
+from connectors.kafka_progress import PartitionProgress
 
 __all__ = ["ReadFromKafka", "KafkaRecord"]
 

@@ -11,10 +11,11 @@ a send that fails because Kafka cannot be reached (a retriable error: the
 producer's own retries timed out, no broker to bootstrap from) is sent again
 until it is acknowledged: the bundle waits, logging each wait, for up to
 ``max_outage_seconds`` (default 600) before it gives up and fails. Nothing is
-lost; a message resent after a timeout may be in the topic twice (the
-producer is idempotent within one send, not across resends). A non-retriable
+lost; a message may be in the topic twice (at-least-once: the producer is
+not idempotent, see ``_get_producer``, and a resend after a timeout may
+repeat a write whose acknowledgement was lost). A non-retriable
 error (e.g. a message too large) fails the bundle at once, as before. The
-producer reports its connection to ``kafka_progress.KafkaHealth``
+producer reports its connection to ``kafka_health.KafkaHealth``
 (``client="writer"``).
 """
 import json
@@ -22,8 +23,9 @@ import logging
 import time
 
 import apache_beam as beam
+from kafka.errors import KafkaError, KafkaTimeoutError
 
-from connectors.kafka_progress import RECONNECT_BACKOFF_MAX_MS, KafkaHealth
+from connectors.kafka_health import RECONNECT_BACKOFF_MAX_MS, KafkaHealth
 
 __all__ = ["WriteToKafka", "json_value"]
 
@@ -66,7 +68,7 @@ class _ProduceFn(beam.DoFn):
         self._health = KafkaHealth("writer", self._bootstrap)
         try:
             self._get_producer()
-        except Exception as exc:  # noqa: BLE001 - no broker now: the first send tries again
+        except (KafkaError, OSError) as exc:  # no broker now: the first send tries again
             if not _outage(exc):
                 raise
             self._health.down(exc)
@@ -77,14 +79,19 @@ class _ProduceFn(beam.DoFn):
             if failed is not None and time.monotonic() - failed[0] < _WAIT_STEP_S:
                 raise failed[1]  # the broker was not there a moment ago: not every element
             from kafka import KafkaProducer
+            # Not idempotent: kafka-python 3.0.12's idempotent producer never
+            # sends to a partition again once a batch for it expired (an outage
+            # longer than delivery_timeout_ms); one request in flight keeps
+            # the order instead.
             config = dict(acks="all", client_id="entitystream-writer",
+                          enable_idempotence=False, max_in_flight_requests_per_connection=1,
                           reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                           max_block_ms=int(_WAIT_STEP_S * 1000),
                           bootstrap_timeout_ms=int(_WAIT_STEP_S * 1000))
             config.update(self._config)
             try:
                 self._producer = KafkaProducer(bootstrap_servers=self._bootstrap, **config)
-            except Exception as exc:
+            except (KafkaError, OSError) as exc:
                 self._create_failed = (time.monotonic(), exc)
                 raise
             self._create_failed = None
@@ -100,7 +107,7 @@ class _ProduceFn(beam.DoFn):
             return self._get_producer().send(
                 self._topic, key=self._key_fn(element), value=self._value_fn(element),
                 headers=self._headers_fn(element) if self._headers_fn else None)
-        except Exception as exc:  # noqa: BLE001 - no broker (bootstrap, metadata): resent
+        except (KafkaError, OSError) as exc:  # no broker (bootstrap, metadata): sent again
             if not _outage(exc):
                 raise
             return exc
@@ -115,7 +122,7 @@ class _ProduceFn(beam.DoFn):
             if self._producer is not None:
                 try:
                     self._producer.flush(timeout=_WAIT_STEP_S)
-                except Exception:  # noqa: BLE001 - KafkaTimeoutError: not all acknowledged yet
+                except KafkaTimeoutError:  # not all acknowledged yet
                     pass
             else:  # no producer (no broker to bootstrap from): wait for the next attempt
                 failed = self._create_failed
@@ -153,7 +160,10 @@ class _ProduceFn(beam.DoFn):
 
     def teardown(self):
         if self._producer is not None:
-            self._producer.close(timeout=10)
+            try:
+                self._producer.close(timeout=10)
+            except KafkaError:  # sends left unacknowledged (Kafka down): best effort
+                _LOG.debug("closing the producer of %s failed", self._topic, exc_info=True)
             self._producer = None
         if self._health is not None:
             self._health.close()

@@ -99,6 +99,16 @@ EXPORTED_METRICS = {
         "counter", (), "pipeline.aggregate", "Checkpoints that could not be written."),
     "entitystream_offset_commit_failures_total": ExportedMetric(
         "counter", (), "connectors.kafka_offsets", "Offset commits that failed (retried)."),
+    # Broker outages (docs/reliability.md, R3); client: reader, writer, committer
+    "entitystream_kafka_connected": ExportedMetric(
+        "gauge", ("client",), "connectors.kafka_health",
+        "1 while the clients of this kind reach Kafka, 0 while one cannot (retrying)."),
+    "entitystream_kafka_disconnects_total": ExportedMetric(
+        "counter", ("client",), "connectors.kafka_health",
+        "Times the clients of this kind lost the Kafka brokers."),
+    "entitystream_kafka_unreachable_seconds_total": ExportedMetric(
+        "counter", ("client",), "connectors.kafka_health",
+        "Seconds the clients of this kind could not reach Kafka (added when back)."),
     # Identity
     "entitystream_build_info": ExportedMetric(
         "info", ("version", "runner", "beam", "spacy", "spacy_model", "spacy_model_version"),
