@@ -228,6 +228,11 @@ class _OpenWindows(dict, CacheAware):
     closed_through = 0  # ms: every window boundary up to here has passed (tick timers)
     next_tick = None    # ms: the boundary the tick timer is set for
     complete = False    # every window closed at the end of a bounded input
+    # Timer bookkeeping, here rather than in state cells for the same reason
+    # as the windows (see _load); reset when restored into a new job.
+    last_emit_ms = 0        # when EARLY panes last went out
+    firing_pending = False  # the flush timer is set
+    save_pending = False    # the checkpoint timer is set
     pending = None  # outputs emitted since the last checkpoint (re-emitted on restore):
     #                 {(kind, start, end): WindowPane, ("late", id): late-article dict}
 
@@ -266,10 +271,7 @@ class _EmitPanesFn(beam.DoFn):
     # {(family, start_ms, end_ms): [mentions acc, cooc acc|None, dirty,
     #                               on_time_fired, next pane index, article ids|None]}
     WINDOWS = userstate.ReadModifyWriteStateSpec("windows", coders.PickleCoder())
-    PENDING = userstate.ReadModifyWriteStateSpec("firing_pending", coders.BooleanCoder())
-    LAST_EMIT = userstate.ReadModifyWriteStateSpec("last_emit_ms", coders.VarIntCoder())
     VERSION = userstate.ReadModifyWriteStateSpec("windows_version", coders.VarIntCoder())
-    SAVE_PENDING = userstate.ReadModifyWriteStateSpec("checkpoint_pending", coders.BooleanCoder())
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
     SAVE = userstate.TimerSpec("checkpoint", TimeDomain.REAL_TIME)
@@ -407,6 +409,7 @@ class _EmitPanesFn(beam.DoFn):
             return end_ms + lateness <= closed_through
 
         self._checkpoint.discard_panes(keep)
+        windows.firing_pending = windows.save_pending = False  # no timer of this job yet
         self._set_tick(windows, tick)
         self._store(windows, windows_state, version_state, 0)
         yield from self._reemit(pending)
@@ -419,8 +422,7 @@ class _EmitPanesFn(beam.DoFn):
             else:
                 yield output
 
-    def _maybe_checkpoint(self, windows, save_pending, save, due=False,
-                          wait=False):
+    def _maybe_checkpoint(self, windows, save, due=False, wait=False):
         """Save a checkpoint when one is ``due`` (or the interval has passed),
         then commit the offsets it settles (``wait``: until committed); else
         make sure a timer will save one."""
@@ -428,9 +430,9 @@ class _EmitPanesFn(beam.DoFn):
             return
         now = time.monotonic()
         if not due and now - self._last_checkpoint < self._checkpoint_interval:
-            if self._early is not None and not save_pending.read():
+            if self._early is not None and not windows.save_pending:
                 save.set(Timestamp.now() + Duration(seconds=self._checkpoint_interval))
-                save_pending.write(True)
+                windows.save_pending = True
             return
         try:
             self._checkpoint.save(windows)
@@ -456,10 +458,7 @@ class _EmitPanesFn(beam.DoFn):
     # --- elements and timers -------------------------------------------------
 
     def process(self, keyed, windows_state=beam.DoFn.StateParam(WINDOWS),
-                pending=beam.DoFn.StateParam(PENDING),
-                last_emit=beam.DoFn.StateParam(LAST_EMIT),
                 version_state=beam.DoFn.StateParam(VERSION),
-                save_pending=beam.DoFn.StateParam(SAVE_PENDING),
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK),
                 save=beam.DoFn.TimerParam(SAVE)):
         with _exclusive(self._step_token):
@@ -478,11 +477,11 @@ class _EmitPanesFn(beam.DoFn):
             if item.article_id is None:
                 SETTLED.labels("dead_letter").inc()
             else:
-                yield from self._add(item, windows, pending, last_emit, firing, tick)
+                yield from self._add(item, windows, firing, tick)
             self._store(windows, windows_state, version_state, version)
-            self._maybe_checkpoint(windows, save_pending, save)
+            self._maybe_checkpoint(windows, save)
 
-    def _add(self, item, windows, pending, last_emit, firing, tick):
+    def _add(self, item, windows, firing, tick):
         closed_through = windows.closed_through
         article_id, published_ms = item.article_id, item.published_ms
         keys = [(spec.family, s, e) for spec in self._specs for s, e in assign(spec, published_ms)]
@@ -540,22 +539,20 @@ class _EmitPanesFn(beam.DoFn):
             # delays them by seconds while a source keeps it busy). The timer
             # only flushes what is left when the input stops.
             now_ms = int(time.time() * 1000)
-            if now_ms - (last_emit.read() or 0) >= self._early * 1000:
-                last_emit.write(now_ms)
+            if now_ms - windows.last_emit_ms >= self._early * 1000:
+                windows.last_emit_ms = now_ms
                 yield from self._dirty_panes(windows)
-            elif not pending.read():
+            elif not windows.firing_pending:
                 firing.set(Timestamp.now() + Duration(seconds=self._early))
-                pending.write(True)
+                windows.firing_pending = True
 
     @userstate.on_timer(FIRING)
     def on_firing(self, windows_state=beam.DoFn.StateParam(WINDOWS),
-                  pending=beam.DoFn.StateParam(PENDING),
-                  last_emit=beam.DoFn.StateParam(LAST_EMIT),
                   version_state=beam.DoFn.StateParam(VERSION)):
         with _exclusive(self._step_token):
-            pending.write(False)
-            last_emit.write(int(time.time() * 1000))
             windows, version = self._load(windows_state, version_state)
+            windows.firing_pending = False
+            windows.last_emit_ms = int(time.time() * 1000)
             panes = list(self._dirty_panes(windows))
             self._store(windows, windows_state, version_state, version)
             yield from panes
@@ -563,14 +560,13 @@ class _EmitPanesFn(beam.DoFn):
     @userstate.on_timer(SAVE)
     def on_save(self, windows_state=beam.DoFn.StateParam(WINDOWS),
                 version_state=beam.DoFn.StateParam(VERSION),
-                save_pending=beam.DoFn.StateParam(SAVE_PENDING),
                 save=beam.DoFn.TimerParam(SAVE)):
         with _exclusive(self._step_token):
-            save_pending.write(False)
             windows, version = self._load(windows_state, version_state)
+            windows.save_pending = False
             self._store(windows, windows_state, version_state, version)
             # The timer was set a checkpoint interval ago: save now.
-            self._maybe_checkpoint(windows, save_pending, save, due=True)
+            self._maybe_checkpoint(windows, save, due=True)
 
     def _dirty_panes(self, windows):
         """EARLY (or, after ON_TIME, LATE) panes of every window with news."""
@@ -584,7 +580,6 @@ class _EmitPanesFn(beam.DoFn):
     def on_tick(self, fired=beam.DoFn.TimestampParam,
                 windows_state=beam.DoFn.StateParam(WINDOWS),
                 version_state=beam.DoFn.StateParam(VERSION),
-                save_pending=beam.DoFn.StateParam(SAVE_PENDING),
                 tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE)):
         with _exclusive(self._step_token):
             # The watermark has reached `fired`: every boundary up to it has passed.
@@ -612,8 +607,7 @@ class _EmitPanesFn(beam.DoFn):
             # for the offsets to be committed, before the pipeline can finish.
             closed_all = had_windows and not windows
             windows.complete = closed_all  # the end of a bounded input (see _restore)
-            self._maybe_checkpoint(windows, save_pending, save, due=closed_all,
-                                   wait=closed_all)
+            self._maybe_checkpoint(windows, save, due=closed_all, wait=closed_all)
 
     def _panes(self, key, entry, timing, is_final):
         family, start_ms, end_ms = key
