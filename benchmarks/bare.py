@@ -6,7 +6,8 @@ The pipeline's own model (``load_model``: the same components, the same
 tracked-entity ruler, full or rules-only) over the same texts it reads
 (``workloads.texts``), ``nlp.pipe`` with the same batch size, in one process;
 only the pass over the texts is timed (not the model load). Prints one JSON
-line: ``{"articles", "words", "entities", "seconds", "load_seconds"}``.
+line: ``{"articles", "words", "entities", "seconds", "cpu_seconds", "load_seconds",
+"components"}`` (``cpu_seconds``: this process's CPU time over the timed pass).
 
 ``measure(...)`` runs this script in a process of its own (so its RSS is its
 own, sampled like the pipeline's) and returns that dict with ``peak_mb``.
@@ -57,11 +58,11 @@ def main(argv=None):
     text_list = texts(articles(args.articles))
     loading = time.perf_counter()
     nlp = load_model(DEFAULT_MODEL, args.tracked_entities, args.rules_only)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     ents = sum(len(doc.ents) for doc in nlp.pipe(text_list, batch_size=args.batch_size))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(json.dumps({"articles": len(text_list), "words": words(text_list), "entities": ents,
-                      "seconds": seconds, "load_seconds": started - loading,
+                      "seconds": seconds, "cpu_seconds": cpu, "load_seconds": started - loading,
                       "components": nlp.pipe_names}))
     return 0
 

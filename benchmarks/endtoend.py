@@ -45,8 +45,20 @@ class Run(NamedTuple):
     finished: float
     exited: float
     panes: int
+    late_articles: int  # late_articles/*.avro: articles too late for their windows
     sampler: TreeSampler
     log: str
+
+    @property
+    def cpu_s(self):
+        """CPU seconds of the whole process tree from the first article to the end."""
+        return self.sampler.cpu_between(self.first_article or self.started, self.finished)
+
+    @property
+    def outcomes(self):
+        """{outcome: messages} of ``entitystream_messages_settled_total`` at the end."""
+        last = [s.extra for s in self.sampler.samples if s.extra and s.extra.get("outcomes")]
+        return last[-1]["outcomes"] if last else {}
 
     @property
     def wall_s(self):
@@ -72,7 +84,8 @@ def checkpoint_path(out_dir):
 
 
 def pane_files(out_dir):
-    """Every Avro file the pipeline wrote under ``out_dir`` (not its checkpoint)."""
+    """Every Avro file the pipeline wrote under ``out_dir`` (not its checkpoint; late
+    articles included)."""
     return [p for p in pathlib.Path(out_dir).rglob("*.avro") if "_checkpoint" not in p.parts]
 
 
@@ -84,8 +97,10 @@ def _probe(proc, out_dir):
         size = checkpoint.stat().st_size if checkpoint.exists() else None
         if not samples:
             return {"consumed": None, "settled": None, "checkpoint_bytes": size}
+        outcomes = {dict(labels).get("outcome"): value for (name, labels), value
+                    in samples.items() if name == "entitystream_messages_settled_total"}
         return {"consumed": total(samples, "entitystream_articles_consumed_total"),
-                "settled": total(samples, "entitystream_messages_settled_total"),
+                "settled": sum(outcomes.values()), "outcomes": outcomes,
                 "checkpoint_bytes": size}
     return probe
 
@@ -129,10 +144,11 @@ def run_pipeline(topic, bootstrap, out_dir, log_path, count, flags=(), bounded=T
         msg = (f"entitystream run {' '.join(map(str, args))} did not finish "
                f"(exit {code}, {exited - started:.0f} s); log {log_path}:\n{proc.log()[-4000:]}")
         raise RuntimeError(msg)
-    panes = pane_files(out_dir)
+    files = pane_files(out_dir)
+    panes = [p for p in files if "late_articles" not in p.parts]
     finished = done_at if not bounded else max((p.stat().st_mtime for p in panes), default=exited)
     return Run(count, started, _first_article(sampler.samples), finished, exited, len(panes),
-               sampler, proc.log())
+               len(files) - len(panes), sampler, proc.log())
 
 
 def tree_summary(sampler):

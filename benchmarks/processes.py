@@ -1,11 +1,16 @@
 """Resident memory of a process tree, sampled from /proc in a background thread.
 
 ``TreeSampler(pid, probe=None, interval_s=0.5)`` reads ``VmRSS`` from
-``/proc/<pid>/status`` of ``pid`` and every descendant (found through the
-``PPid`` of every process in /proc) every ``interval_s``; each sample is
-``Sample(t, rss_by_pid, roles, extra)`` where ``extra`` is what ``probe()``
+``/proc/<pid>/status``, and the CPU time used so far (user + system, from
+``/proc/<pid>/stat``), of ``pid`` and every descendant (found through the
+parent of every process in /proc) every ``interval_s``; each sample is
+``Sample(t, rss_kb, roles, extra, cpu_s)`` where ``extra`` is what ``probe()``
 returned then (e.g. the pipeline's progress from its /metrics), so memory can
 be read against progress. psutil is not needed.
+
+CPU seconds between two moments (``cpu_between``) depend much less than wall
+time on how many other jobs share the cores: on a loaded machine they are the
+steadier measure of what a run costs.
 
 Roles name what a process is in the pipeline: ``pipeline`` (the root, or
 ``root_role``),
@@ -31,6 +36,10 @@ class Sample(NamedTuple):
     rss_kb: Dict[int, int]     # pid -> VmRSS in kB
     roles: Dict[int, str]      # pid -> role
     extra: object              # what the probe returned
+    cpu_s: Dict[int, float]    # pid -> user + system CPU seconds so far
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid):
@@ -45,13 +54,25 @@ def rss_kb(pid):
     return None
 
 
-def _parent(pid):
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             # "pid (comm) state ppid ...": comm may hold spaces or parentheses.
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            return f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
+
+
+def _parent(pid):
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def cpu_s(pid):
+    """User + system CPU seconds ``pid`` has used, or None when it is gone."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS if fields else None
 
 
 def descendants(root):
@@ -70,14 +91,22 @@ def descendants(root):
     return found
 
 
-def _role(pid, root, root_role):
-    if pid == root:
-        return root_role
+def _cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
     except (FileNotFoundError, ProcessLookupError):
-        return "other"
+        return None
+
+
+def _role(pid, root, root_role, root_cmdline):
+    """The process's role; None for a child forked and not yet exec'd (it still shows
+    its parent's pages and command line for a moment: not a process of its own yet)."""
+    if pid == root:
+        return root_role
+    cmdline = _cmdline(pid)
+    if cmdline is None or cmdline == root_cmdline:
+        return None
     if "resource_tracker" in cmdline:
         return "mp helper"
     if "multiprocessing" in cmdline or "spawn_main" in cmdline:
@@ -95,6 +124,7 @@ class TreeSampler:
         self._probe = probe
         self._interval = interval_s
         self._roles = {}
+        self._root_cmdline = _cmdline(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
@@ -111,20 +141,20 @@ class TreeSampler:
             self._thread.join(timeout=10)
 
     def sample(self):
-        rss = {}
+        rss, cpu = {}, {}
         for pid in descendants(self.pid):
-            kb = rss_kb(pid)
-            if kb:
-                rss[pid] = kb
-                if pid not in self._roles:
-                    self._roles[pid] = _role(pid, self.pid, self._root_role)
+            if self._roles.get(pid) in (None, "other"):  # known once exec'd
+                self._roles[pid] = _role(pid, self.pid, self._root_role, self._root_cmdline)
+            kb, used = rss_kb(pid), cpu_s(pid)
+            if kb and self._roles[pid] is not None:
+                rss[pid], cpu[pid] = kb, used or 0.0
         extra = None
         if self._probe is not None:
             try:
                 extra = self._probe()
             except Exception:  # noqa: BLE001 - a failed probe must not stop the sampling
                 extra = None
-        sample = Sample(time.time(), rss, {p: self._roles[p] for p in rss}, extra)
+        sample = Sample(time.time(), rss, {p: self._roles[p] for p in rss}, extra, cpu)
         self.samples.append(sample)
         return sample
 
@@ -147,6 +177,17 @@ class TreeSampler:
     def peak_by_role_mb(self):
         roles = sorted({r for s in self.samples for r in s.roles.values()})
         return {r: self.peak_mb(r) for r in roles}
+
+    def cpu_between(self, start, end):
+        """CPU seconds the tree used from ``start`` to ``end`` (time.time()), from the samples
+        nearest before each (a process that started later counts from zero)."""
+        before_start = [s for s in self.samples if s.t <= start]
+        before_end = [s for s in self.samples if s.t <= end] or self.samples[:1]
+        first = before_start[-1].cpu_s if before_start else {}
+        last = {}
+        for s in before_end:  # a process's last value before the end, even if it exited
+            last.update(s.cpu_s)
+        return sum(used - first.get(pid, 0.0) for pid, used in last.items())
 
     def processes_by_role(self):
         """{role: number of distinct processes seen}."""

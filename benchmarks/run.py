@@ -24,15 +24,20 @@ Suites (``--suite``, repeatable; ``all`` is p1, p1b, p2, p3 and p4):
 Every side runs in a process of its own, one after the other (2 shared cores:
 only ratios measured in one invocation mean something). Bare rows time
 ``nlp.pipe`` of the pipeline's own model (``load_model``: the same components
-and ruler) over the same texts, without the model load. Pipeline rows give
-articles/s two ways: from the first article read to the last Avro pane
-written (steady state, the figure the targets are read on), and from the
-process start (interpreter, Prism, model load) to the last pane. Peak RSS is
-the process tree's (pipeline + NER worker processes + Prism), sampled from
-/proc every 0.5 s. ``--write-docs`` appends the table, the targets and the
-machine, versions and command to docs/benchmarks.md.
+and ruler) over the same texts, without the model load; each is measured
+again after the last row compared with it and counts as the mean of both
+(``--no-bracket``: once), so that a change in the machine's load shows.
+Pipeline rows give articles/s two ways: from the first article read to the
+last Avro pane written (steady state, the figure the targets are read on),
+and from the process start (interpreter, Prism, model load) to the last pane.
+CPU seconds per 1,000 articles (user + system, every process of the tree, over
+the same span) are the figure least disturbed by other jobs on the cores.
+Peak RSS is the process tree's (pipeline + NER worker processes + Prism),
+sampled from /proc every 0.5 s. ``--write-docs`` appends the table, the
+targets and the machine, versions and command to docs/benchmarks.md.
 """
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -119,15 +124,17 @@ def _flags(row, batch_size):
 def _bare_row(key, row, args, ctx):
     r = bare.measure(args.articles, args.batch_size, row.rules_only, row.tracked)
     return {"articles": r["articles"], "words": r["words"], "steady_s": r["seconds"],
-            "wall_s": r["seconds"] + r["load_seconds"], "rss": tree_summary(r["sampler"]),
-            "peak_mb": r["sampler"].peak_mb(),
+            "wall_s": r["seconds"] + r["load_seconds"], "cpu_s": r["cpu_seconds"],
+            "rss": tree_summary(r["sampler"]), "peak_mb": r["sampler"].peak_mb(),
             "notes": [f"components {', '.join(r['components'])}; "
                       f"model load {r['load_seconds']:.1f} s; {r['entities']:,} doc.ents"]}
 
 
 def _run_notes(run):
     mid = run.rate_between()
-    return [f"{run.panes:,} Avro pane files; first article read "
+    outcomes = ", ".join(f"{n:,.0f} {o}" for o, n in sorted(run.outcomes.items()) if n)
+    return [f"{run.panes:,} Avro pane files; {run.late_articles:,} late-article files; "
+            f"messages settled: {outcomes or '?'}; first article read "
             f"{(run.first_article or run.started) - run.started:.1f} s after the process start"
             + (f"; {mid:,.1f} articles/s between 10 % and 90 % settled" if mid else "")]
 
@@ -142,7 +149,8 @@ def _e2e_row(key, row, args, ctx):
     run = run_pipeline(ctx["topic"], ctx["bootstrap"], str(out), out.with_suffix(".log"),
                        args.articles, _flags(row, args.batch_size), bounded=True)
     return {"articles": args.articles, "words": ctx["words"], "steady_s": run.steady_s,
-            "wall_s": run.wall_s, "rss": tree_summary(run.sampler),
+            "wall_s": run.wall_s, "cpu_s": run.cpu_s, "late": run.late_articles,
+            "rss": tree_summary(run.sampler),
             "peak_mb": run.sampler.peak_mb(),
             "notes": _run_notes(run) + [f"process exit {run.exited - run.finished:.1f} s "
                                         f"after the last pane"]}
@@ -173,9 +181,23 @@ def _memory_row(key, row, args, ctx):
     worst = max((g for what, (_, _, g) in growth.items()
                  if what not in ("total", "checkpoint file")), default=None)
     return {"articles": args.p4_articles, "words": r["words"], "steady_s": run.steady_s,
-            "wall_s": run.wall_s, "rss": tree_summary(run.sampler),
-            "peak_mb": run.sampler.peak_mb(), "growth": worst,
-            "growth_total": growth.get("total", (0, 0, None))[2], "notes": notes}
+            "wall_s": run.wall_s, "cpu_s": run.cpu_s, "late": run.late_articles,
+            "rss": tree_summary(run.sampler), "peak_mb": run.sampler.peak_mb(), "growth": worst,
+            "growth_total": growth.get("total", (0, 0, None))[2], "notes": notes,
+            "series": _series(run)}
+
+
+def _series(run, every_s=5.0):
+    """[(seconds since start, messages settled, {role: MB})] every ``every_s`` (for --json)."""
+    out, next_t = [], run.started
+    for s in run.sampler.samples:
+        if s.t >= next_t:
+            roles = {}
+            for pid, kb in s.rss_kb.items():
+                roles[s.roles[pid]] = round(roles.get(s.roles[pid], 0) + kb / 1024, 1)
+            out.append((round(s.t - run.started, 1), (s.extra or {}).get("settled"), roles))
+            next_t = s.t + every_s
+    return out
 
 
 #: One function per kind of row: (key, row, args, ctx) -> the row's figures (a dict).
@@ -187,37 +209,54 @@ def _fmt(value, spec, unit=""):
 
 
 def figures(results):
-    """Add each row's rates and its ratio to its bare row (same invocation) to ``results``."""
+    """Add each row's rates, CPU per article and ratios to its bare row to ``results``.
+
+    A bare row measured twice (before and after the rows compared with it, so
+    that a change in the machine's load shows) counts as the mean of both."""
     for key, res in results.items():
         if "error" in res:
             continue
         for name, seconds in (("rate", "steady_s"), ("rate_wall", "wall_s")):
             res[name] = res["articles"] / res[seconds] if res.get(seconds) else None
         res["words_s"] = res["words"] / res["steady_s"] if res.get("steady_s") else None
+        res["cpu_per_k"] = 1000 * res["cpu_s"] / res["articles"] if res.get("cpu_s") else None
+        again = res.get("again")
+        if again and "error" not in again:
+            res["rate_again"] = again["articles"] / again["steady_s"]
+            res["rate"] = (res["rate"] + res["rate_again"]) / 2
+            res["cpu_per_k"] = 500 * (res["cpu_s"] + again["cpu_s"]) / res["articles"]
+    for key, res in results.items():
         base = results.get(ROWS[key].bare) or {}
-        if res["rate"] and base.get("steady_s") and "error" not in base:
-            bare_rate = base["articles"] / base["steady_s"]
-            res["ratio"], res["ratio_wall"] = res["rate"] / bare_rate, res["rate_wall"] / bare_rate
+        if "error" in res or "error" in base or not res.get("rate") or not base.get("rate"):
+            continue
+        res["ratio"], res["ratio_wall"] = res["rate"] / base["rate"], res["rate_wall"] / base["rate"]
+        if res.get("cpu_per_k") and base.get("cpu_per_k"):
+            res["cpu_ratio"] = res["cpu_per_k"] / base["cpu_per_k"]
 
 
 def table(results):
     lines = ["| workload | articles | articles/s, first article -> last pane | articles/s incl. "
              "start-up | words/s (first -> last) | ratio to bare (first -> last; incl. "
-             "start-up) | p50 | p95 | p99 | peak RSS, MB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "start-up) | CPU s per 1,000 articles (x bare) | p50 | p95 | p99 | peak RSS, MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, res in results.items():
         row = ROWS[key]
         if "error" in res:
-            lines.append(f"| {row.label} | failed: {res['error']} | | | | | | | | |")
+            lines.append(f"| {row.label} | failed: {res['error']} | | | | | | | | | |")
             continue
-        ratio = "—"
+        ratio, cpu = "—", _fmt(res.get("cpu_per_k"), ",.1f")
         if row.kind == "bare":
             ratio = "1.00x"
+            if res.get("rate_again"):
+                ratio += (f" (mean of {res['articles'] / res['steady_s']:,.1f} before and "
+                          f"{res['rate_again']:,.1f} after)")
         elif res.get("ratio") is not None:
             ratio = f"**{res['ratio']:.2f}x**; {res['ratio_wall']:.2f}x"
+        if res.get("cpu_ratio"):
+            cpu += f" ({res['cpu_ratio']:.2f}x)"
         lines.append(f"| {row.label} | {res['articles']:,} | {_fmt(res.get('rate'), ',.1f')} | "
                      f"{_fmt(res.get('rate_wall'), ',.1f')} | {_fmt(res.get('words_s'), ',.0f')} | "
-                     f"{ratio} | {_fmt(res.get('p50'), '.2f', ' s')} | "
+                     f"{ratio} | {cpu} | {_fmt(res.get('p50'), '.2f', ' s')} | "
                      f"{_fmt(res.get('p95'), '.2f', ' s')} | {_fmt(res.get('p99'), '.2f', ' s')} | "
                      f"{res['peak_mb']:,.0f} |")
     return "\n".join(lines)
@@ -299,8 +338,45 @@ def report(results, args, argv, context):
     for key, res in results.items():
         detail = res.get("error_detail") or "; ".join([f"peak RSS {res.get('rss', '—')}"]
                                                         + res.get("notes", []))
+        if res.get("again"):
+            detail += f"; measured again after the rows compared with it: " + (
+                res["again"].get("error_detail") or f"peak RSS {res['again'].get('rss')}")
         lines.append(f"- {ROWS[key].label}: {detail}")
     return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _broker(args, work):
+    """The brokers' address: --own-broker's, --bootstrap-servers, $KAFKA_BOOTSTRAP_SERVERS,
+    else the local broker (started if need be)."""
+    if not args.own_broker:
+        from pipeline.run import resolve_bootstrap
+        from pipeline.settings import Settings
+        yield (args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+               or resolve_bootstrap(Settings()))
+        return
+    from deploy import broker
+    from tests.scrape import free_port
+    state = pathlib.Path(work) / "broker"
+    address = broker.start(port=free_port(), controller_port=free_port(), timeout_s=120,
+                           state_dir=state)
+    try:
+        yield address
+    finally:
+        broker.stop(state_dir=state)
+
+
+def _attempt(key, args, ctx, started):
+    print(f"[{time.monotonic() - started:6.0f} s] {ROWS[key].label} ...", flush=True)
+    try:
+        result = MEASURE[ROWS[key].kind](key, ROWS[key], args, ctx)
+    except Exception as exc:  # noqa: BLE001 - report it in the table, go on
+        traceback.print_exc()
+        return {"error": type(exc).__name__, "error_detail": f"failed: {exc}"[:1500]}
+    # Each row as soon as it is measured: a run cut short still shows what it got.
+    print(f"         {json.dumps({k: v for k, v in result.items() if k != 'series'}, default=str)}",
+          flush=True)
+    return result
 
 
 def main(argv=None):
@@ -319,10 +395,17 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--bootstrap-servers", default=None,
                         help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS, else the local broker)")
+    parser.add_argument("--own-broker", action="store_true",
+                        help="start a broker of this run's own (free ports, state in a "
+                             "temporary directory) and stop it at the end: a shared broker "
+                             "restarted by someone else mid-run loses a long run")
     parser.add_argument("--write-docs", action="store_true",
                         help="append the results to docs/benchmarks.md")
     parser.add_argument("--json", type=pathlib.Path, default=None,
                         help="also write the figures as JSON to this file")
+    parser.add_argument("--no-bracket", dest="bracket", action="store_false", default=None,
+                        help="measure each bare row once (default: again after the rows "
+                             "compared with it, and use the mean; once for smoke)")
     parser.add_argument("--snapshot", action="store_true",
                         help="run from a copy of the working tree, safe from edits made "
                              "meanwhile (benchmarks/snapshot.py)")
@@ -332,25 +415,23 @@ def main(argv=None):
     for name, full in (("articles", 5000), ("p4_articles", 100_000), ("seconds", 20.0)):
         if getattr(args, name) is None:
             setattr(args, name, SMOKE[name] if smoke else full)
+    if args.bracket is None:
+        args.bracket = not smoke
     keys = list(dict.fromkeys(k for s in args.suite for k in SUITES[s]))
-    from pipeline.run import resolve_bootstrap
-    from pipeline.settings import Settings
     context = {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "load_start": _load()}
     started = time.monotonic()
     results = {}
-    with tempfile.TemporaryDirectory(prefix="entitystream-bench-") as work:
-        bootstrap = (args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-                     or resolve_bootstrap(Settings()))  # else the local broker, started if need be
+    with tempfile.TemporaryDirectory(prefix="entitystream-bench-") as work, \
+            _broker(args, work) as bootstrap:
         ctx = {"bootstrap": bootstrap, "work": work, "topics": []}
         try:
+            # A bare row is measured again after the last row compared with it.
+            last_use = {ROWS[k].bare: k for k in keys if ROWS[k].bare in keys}
             for key in keys:
-                print(f"[{time.monotonic() - started:6.0f} s] {ROWS[key].label} ...", flush=True)
-                try:
-                    results[key] = MEASURE[ROWS[key].kind](key, ROWS[key], args, ctx)
-                except Exception as exc:  # noqa: BLE001 - report it in the table, go on
-                    traceback.print_exc()
-                    results[key] = {"error": type(exc).__name__,
-                                    "error_detail": f"failed: {exc}"[:1500]}
+                results[key] = _attempt(key, args, ctx, started)
+                bare_key = ROWS[key].bare
+                if args.bracket and last_use.get(bare_key) == key:
+                    results[bare_key]["again"] = _attempt(bare_key, args, ctx, started)
         finally:
             if ctx["topics"]:
                 delete_topics(ctx["bootstrap"], ctx["topics"])

@@ -83,13 +83,21 @@ def publish_topic(arts, bootstrap, prefix="bench"):
 
 
 def delete_topics(bootstrap, topics):
-    """Delete ``topics`` and their ``.dlq`` topics, those that exist."""
+    """Delete ``topics`` and their ``.dlq`` topics, those that exist. Clean-up only: a
+    broker that cannot be reached is reported on stderr, never raised (results first)."""
     from kafka import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="entitystream-bench")
+    from kafka.errors import KafkaError
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="entitystream-bench")
+    except KafkaError as exc:
+        print(f"warning: topics {topics} not deleted: {exc!r}", file=sys.stderr)
+        return
     try:
         existing = set(admin.list_topics())
         doomed = [t for name in topics for t in (name, f"{name}.dlq") if t in existing]
         if doomed:
             admin.delete_topics(doomed)
+    except KafkaError as exc:
+        print(f"warning: topics {topics} not deleted: {exc!r}", file=sys.stderr)
     finally:
         admin.close()
