@@ -8,7 +8,10 @@ tree (the pipeline, its NER worker processes, the Prism runner) and its
 
 - bounded: it reads the topic to the end offsets seen at start and exits;
 - continuous (``bounded=False``): it runs until it has settled ``count``
-  messages (``entitystream_messages_settled_total``), then gets SIGTERM.
+  messages (``entitystream_messages_settled_total``) and then emitted no pane
+  (``entitystream_panes_emitted_total``) for ``quiet_s`` (20 s: more than the
+  idle timeout and the early-firing delay, so the windows the replay opened
+  have closed), then gets SIGTERM.
 
 Times (``time.time()``, the clock file modification times use):
 
@@ -16,7 +19,7 @@ Times (``time.time()``, the clock file modification times use):
 - ``first_article``: midway between the last sample with nothing consumed and
   the first with something (``entitystream_articles_consumed_total``);
 - ``finished``: bounded, the newest Avro pane file's modification time;
-  continuous, the first sample at which all ``count`` messages were settled.
+  continuous, the sample that saw the last pane emitted.
 
 So ``count / (finished - started)`` is throughput including start-up
 (interpreter, runner, model load) and ``count / (finished - first_article)``
@@ -101,6 +104,10 @@ def _probe(proc, out_dir):
                     in samples.items() if name == "entitystream_messages_settled_total"}
         return {"consumed": total(samples, "entitystream_articles_consumed_total"),
                 "settled": sum(outcomes.values()), "outcomes": outcomes,
+                "panes": total(samples, "entitystream_panes_emitted_total"),
+                "watermark_lag_s": max((v for (n, _), v in samples.items()
+                                        if n == "entitystream_watermark_lag_seconds"),
+                                       default=None),
                 "checkpoint_bytes": size}
     return probe
 
@@ -116,8 +123,21 @@ def _first_article(samples):
     return None
 
 
+def _quiet_since(samples, count):
+    """Continuous runs: the time of the last pane emitted once all ``count`` messages
+    were settled, and how long ago no pane has been emitted since (None: not settled)."""
+    settled = [s for s in samples if s.extra and (s.extra.get("settled") or 0) >= count]
+    if not settled:
+        return None, 0.0
+    last_change = settled[0].t
+    for before, after in zip(settled, settled[1:]):
+        if after.extra.get("panes") != before.extra.get("panes"):
+            last_change = after.t
+    return last_change, samples[-1].t - last_change
+
+
 def run_pipeline(topic, bootstrap, out_dir, log_path, count, flags=(), bounded=True,
-                 timeout_s=3600):
+                 timeout_s=3600, quiet_s=20.0):
     args = ["--topic", topic, "--output", out_dir, "--bootstrap-servers", bootstrap,
             "--group-id", f"g-{pathlib.Path(out_dir).name}-{topic}", "--runner", "prism",
             *(["--bounded"] if bounded else []), *flags]
@@ -129,13 +149,11 @@ def run_pipeline(topic, bootstrap, out_dir, log_path, count, flags=(), bounded=T
     with TreeSampler(proc.proc.pid, probe=_probe(proc, out_dir)) as sampler:
         while proc.alive() and time.monotonic() < deadline:
             if not bounded:
-                last = sampler.samples[-1].extra if sampler.samples else None
-                if last and (last.get("settled") or 0) >= count:
-                    done_at = sampler.samples[-1].t
+                last_pane, quiet = _quiet_since(list(sampler.samples), count)
+                if last_pane is not None and quiet >= quiet_s:
+                    done_at = last_pane
                     break
             time.sleep(0.2)
-        if not bounded and done_at is not None:
-            time.sleep(2)  # a last sample or two after the end
         if not bounded or proc.alive():
             proc.stop()
     exited = time.time()

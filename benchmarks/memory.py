@@ -8,8 +8,10 @@ RSS of its process tree (pipeline, NER worker processes, Prism) every 0.5 s
 against its progress (``entitystream_messages_settled_total``).
 
 Growth, per process role and for the whole tree:
-``max RSS over the last 20 % of the articles / RSS when the first 10 % were
-settled (the end of warm-up) - 1``. The aggregation's checkpoint
+``max RSS over the last 20 % of the run / RSS when the first 10 % of the
+articles were settled (the end of warm-up) - 1``, the run being the time from
+the first article read to the last pane emitted once all were settled (the
+windows the replay opened closed: see ``endtoend.run_pipeline``). The aggregation's checkpoint
 (``OUTPUT/_checkpoint/aggregation.pickle``: every open window and the source
 ledger) is measured the same way, and at the end it is opened to report the
 open windows and the largest one's pickled size (the state per window).
@@ -30,19 +32,16 @@ from benchmarks.workloads import cycled, delete_topics, publish_topic, texts, wo
 __all__ = ["measure", "growth", "checkpoint_summary"]
 
 WARM_UP = 0.10  # of the articles settled: the reference point
-TAIL = 0.20     # the last fraction of the articles: where the growth is read
-
-
-def _at(run, fraction):
-    return [s for s in run.sampler.samples
-            if s.extra and (s.extra.get("settled") or 0) >= fraction * run.count]
+TAIL = 0.20     # the last fraction of the run's time: where the growth is read
 
 
 def growth(run, warm_up=WARM_UP, tail=TAIL):
     """{role or 'total': (MB at warm-up end, max MB in the tail, growth)}; per role the sum
     over that role's processes, and per process for roles with several."""
-    after = _at(run, warm_up)
-    last = _at(run, 1 - tail)
+    samples = [s for s in run.sampler.samples if s.t <= run.finished]
+    after = [s for s in samples if s.extra and (s.extra.get("settled") or 0) >= warm_up * run.count]
+    t0 = run.first_article or run.started
+    last = [s for s in samples if s.t >= run.finished - tail * (run.finished - t0)]
     if not after or not last:
         return {}
     ref = after[0]
@@ -57,7 +56,7 @@ def growth(run, warm_up=WARM_UP, tail=TAIL):
             start = ref.rss_kb[pid] / 1024
             peak = max(s.rss_kb.get(pid, 0) for s in last) / 1024
             out[f"{role} {pid}"] = (start, peak, peak / start - 1 if start else float("nan"))
-    sizes = [s.extra.get("checkpoint_bytes") for s in last if s.extra.get("checkpoint_bytes")]
+    sizes = [s.extra["checkpoint_bytes"] for s in last if (s.extra or {}).get("checkpoint_bytes")]
     if ref.extra.get("checkpoint_bytes") and sizes:
         start = ref.extra["checkpoint_bytes"] / 2**20
         out["checkpoint file"] = (start, max(sizes) / 2**20, max(sizes) / 2**20 / start - 1)

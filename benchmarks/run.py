@@ -188,14 +188,15 @@ def _memory_row(key, row, args, ctx):
 
 
 def _series(run, every_s=5.0):
-    """[(seconds since start, messages settled, {role: MB})] every ``every_s`` (for --json)."""
+    """[(seconds since start, {role: MB}, {probe values})] every ``every_s`` (for --json)."""
     out, next_t = [], run.started
     for s in run.sampler.samples:
         if s.t >= next_t:
             roles = {}
             for pid, kb in s.rss_kb.items():
                 roles[s.roles[pid]] = round(roles.get(s.roles[pid], 0) + kb / 1024, 1)
-            out.append((round(s.t - run.started, 1), (s.extra or {}).get("settled"), roles))
+            probe = {k: v for k, v in (s.extra or {}).items() if k != "outcomes"}
+            out.append((round(s.t - run.started, 1), roles, probe))
             next_t = s.t + every_s
     return out
 
