@@ -189,5 +189,6 @@ def test_kafka_python_debug_logs_of_requests_are_redacted(caplog):
     auth_bytes = b"alice\x00alice\x00" + PASSWORD.encode()
     logging.getLogger("kafka.net.connection").debug("Request %d: %s", 3, auth_bytes)
     logging.getLogger("kafka.protocol.parser").debug("Send: %r", b"\x00\x01" + auth_bytes)
-    assert [r.getMessage() for r in caplog.records] == [
+    # Only the two lines logged here: kafka-python clients of earlier tests may still log.
+    assert [r.getMessage() for r in caplog.records if "alice" in r.getMessage()] == [
         "Request 3: b'alice\\x00alice\\x00***'", "Send: b'\\x00\\x01alice\\x00alice\\x00***'"]
