@@ -58,6 +58,12 @@ class Run(NamedTuple):
         return self.sampler.cpu_between(self.first_article or self.started, self.finished)
 
     @property
+    def cpu_by_role(self):
+        """{role: CPU seconds} from the first article to the end."""
+        return self.sampler.cpu_between(self.first_article or self.started, self.finished,
+                                        by_role=True)
+
+    @property
     def outcomes(self):
         """{outcome: messages} of ``entitystream_messages_settled_total`` at the end."""
         last = [s.extra for s in self.sampler.samples if s.extra and s.extra.get("outcomes")]

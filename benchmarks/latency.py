@@ -1,7 +1,9 @@
 """P3: latency from producing an article to the first Avro pane that includes it.
 
     .venv/bin/python benchmarks/latency.py [--rate 50] [--seconds 20] [--ner-processes 2]
-                                           [--rules-only [--tracked-entities F]]
+                                           [--rules-only [--tracked-entities F]] [RUN FLAGS]
+
+(Other flags go to ``entitystream run``, e.g. ``--checkpoint-interval-seconds 1``.)
 
 A streaming pipeline (``entitystream run --runner prism`` in a process of its
 own, early panes every --early-firing-seconds) reads a fresh topic. Articles
@@ -79,8 +81,10 @@ def _wait_for(predicate, timeout_s, proc, what):
 
 
 def measure(rate=50.0, seconds=20.0, ner_processes=2, rules_only=False,
-            early_firing_seconds=1.0, tracked_entities=None, bootstrap=None, work_dir=None):
-    """Produce ``rate * seconds`` articles at ``rate``/s into a streaming pipeline.
+            early_firing_seconds=1.0, tracked_entities=None, bootstrap=None, work_dir=None,
+            extra_flags=()):
+    """Produce ``rate * seconds`` articles at ``rate``/s into a streaming pipeline
+    (``extra_flags``: more ``entitystream run`` flags).
 
     Returns {"latencies": [s, ...], "p50", "p95", "p99", "count", "all_out_s", "sampler"}."""
     bootstrap = (bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -99,6 +103,7 @@ def measure(rate=50.0, seconds=20.0, ner_processes=2, rules_only=False,
             args.append("--rules-only")
         if tracked_entities:
             args += ["--tracked-entities", with_russia(tracked_entities, tmp)]
+        args += list(extra_flags)
         proc = PipelineProcess(args, pathlib.Path(tmp) / "pipeline.log").start()
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
         try:
@@ -150,11 +155,15 @@ def main(argv=None):
     parser.add_argument("--tracked-entities", default=None,
                         help="tracked-entities JSON (RUSSIA is added when missing)")
     parser.add_argument("--early-firing-seconds", type=float, default=1.0)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     r = measure(args.rate, args.seconds, args.ner_processes, args.rules_only,
-                args.early_firing_seconds, args.tracked_entities)
+                args.early_firing_seconds, args.tracked_entities, extra_flags=extra)
     print(f"{len(r['latencies'])}/{r['count']} articles seen in a pane; produced at {args.rate}/s "
           f"for {args.seconds:.0f} s; all out {r['all_out_s']:.1f} s after the first was produced")
+    tenth = max(1, len(r["latencies"]) // 10)
+    print("median latency of each tenth, in the order produced: " + ", ".join(
+        f"{statistics.median(r['latencies'][i:i + tenth]):.1f}"
+        for i in range(0, len(r["latencies"]) - tenth + 1, tenth)) + " s")
     print(f"latency produce -> first pane including it: p50 {r['p50']:.2f} s, p95 {r['p95']:.2f} s, "
           f"p99 {r['p99']:.2f} s (ner processes {args.ner_processes}"
           f"{', rules-only' if args.rules_only else ''}, early firing {args.early_firing_seconds} s); "

@@ -178,16 +178,24 @@ class TreeSampler:
         roles = sorted({r for s in self.samples for r in s.roles.values()})
         return {r: self.peak_mb(r) for r in roles}
 
-    def cpu_between(self, start, end):
+    def cpu_between(self, start, end, by_role=False):
         """CPU seconds the tree used from ``start`` to ``end`` (time.time()), from the samples
-        nearest before each (a process that started later counts from zero)."""
+        nearest before each (a process that started later counts from zero); by_role:
+        ``{role: seconds}``."""
         before_start = [s for s in self.samples if s.t <= start]
         before_end = [s for s in self.samples if s.t <= end] or self.samples[:1]
         first = before_start[-1].cpu_s if before_start else {}
-        last = {}
+        last, roles = {}, {}
         for s in before_end:  # a process's last value before the end, even if it exited
             last.update(s.cpu_s)
-        return sum(used - first.get(pid, 0.0) for pid, used in last.items())
+            roles.update(s.roles)
+        used = {pid: value - first.get(pid, 0.0) for pid, value in last.items()}
+        if not by_role:
+            return sum(used.values())
+        out = {}
+        for pid, seconds in used.items():
+            out[roles[pid]] = out.get(roles[pid], 0.0) + seconds
+        return out
 
     def processes_by_role(self):
         """{role: number of distinct processes seen}."""

@@ -5,11 +5,14 @@
 
 Publishes the first N Reuters-21578 articles to a fresh topic and runs
 ``entitystream run --bounded --runner prism`` under ``py-spy record
---subprocesses --format raw`` (100 samples/s, idle threads left out, so a
-sample is a thread on the CPU): the pipeline process, whose LOOPBACK SDK
-worker runs every DoFn, and its NER worker processes. Prints:
+--subprocesses --gil --format raw`` (100 samples/s; only the thread holding
+the GIL is sampled: py-spy's idle detection counts threads blocked in
+``Condition.wait`` or gRPC polls as busy, and the GIL is what bounds the
+Python work of one process): the pipeline process, whose LOOPBACK SDK worker
+runs every DoFn, and its NER worker processes. Prints:
 
-- CPU samples per process role (pipeline, NER worker);
+- per process role (pipeline, NER worker) the share of the run's time its GIL
+  was held (samples / (seconds x 100 per process));
 - the pipeline process's samples by stage: each sample goes to the innermost
   project frame on its stack (``pipeline/entities.py`` is extraction,
   ``pipeline/aggregate.py`` aggregation, ...), else to the library it is in
@@ -31,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.workloads import articles, delete_topics, publish_topic  # noqa: E402
+from benchmarks.workloads import articles, delete_topics, kafka, publish_topic  # noqa: E402
 from tests.integration.pipeline_process import PipelineProcess  # noqa: E402
 
 PY_SPY = pathlib.Path(sys.executable).with_name("py-spy")
@@ -91,14 +94,17 @@ def parse(raw_text):
     return out
 
 
-def summary(stacks, top=15):
+def summary(stacks, top=15, seconds=None, processes=None):
     lines = []
     by_role = collections.Counter()
     for role, _, n in stacks:
         by_role[role] += n
-    total = sum(by_role.values()) or 1
-    lines.append("CPU samples by process: " + ", ".join(
-        f"{role} {n:,} ({n / total:.0%})" for role, n in by_role.most_common()))
+    if seconds:
+        processes = processes or {}
+        lines.append("GIL held, share of the run: " + ", ".join(
+            f"{role} {n / (seconds * 100 * processes.get(role, 1)):.0%}"
+            + (f" (each of {processes[role]})" if processes.get(role, 1) > 1 else "")
+            for role, n in by_role.most_common()))
     pipeline = [(f, n) for role, f, n in stacks if role == "pipeline"]
     ptotal = sum(n for _, n in pipeline) or 1
     stages = collections.Counter()
@@ -141,36 +147,40 @@ def main(argv=None):
     parser.add_argument("--rules-only", action="store_true")
     parser.add_argument("--tracked-entities", default=None)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--bootstrap-servers", default="127.0.0.1:19092")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS, else the local broker)")
+    parser.add_argument("--own-broker", action="store_true",
+                        help="a broker of this run's own, stopped at the end")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--raw", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
-    topic = publish_topic(articles(args.articles), args.bootstrap_servers, prefix="profile")
     flags = ["--ner-processes", args.ner_processes, "--batch-size", args.batch_size]
     flags += ["--rules-only"] if args.rules_only else []
     flags += ["--tracked-entities", args.tracked_entities] if args.tracked_entities else []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            raw = args.raw or pathlib.Path(tmp) / "profile.raw"
-            proc = PipelineProcess(["--topic", topic, "--output", f"{tmp}/out", "--group-id",
-                                    f"g-{topic}", "--bootstrap-servers", args.bootstrap_servers,
-                                    "--runner", "prism", "--bounded", *flags],
-                                   pathlib.Path(tmp) / "pipeline.log").start()
-            started = time.monotonic()
-            spy = subprocess.run([str(PY_SPY), "record", "--pid", str(proc.proc.pid),
-                                  "--subprocesses", "--format", "raw", "--full-filenames",
-                                  "--nolineno", "--rate", "100", "--output", str(raw)],
-                                 capture_output=True, text=True)
-            proc.proc.wait(timeout=3600)
-            if proc.proc.returncode != 0 or not raw.exists():
-                msg = (f"profiled run failed (pipeline exit {proc.proc.returncode}, py-spy "
-                       f"{spy.returncode}: {spy.stderr[-1000:]}):\n{proc.log()[-3000:]}")
-                raise RuntimeError(msg)
-            print(f"{args.articles:,} articles, {time.monotonic() - started:.0f} s under py-spy; "
-                  f"flags: {' '.join(map(str, flags))}")
-            print(summary(parse(raw.read_text(errors="replace")), args.top))
-    finally:
-        delete_topics(args.bootstrap_servers, [topic])
+    with tempfile.TemporaryDirectory() as tmp, \
+            kafka(args.bootstrap_servers, tmp if args.own_broker else None) as bootstrap:
+        topic = publish_topic(articles(args.articles), bootstrap, prefix="profile")
+        raw = args.raw or pathlib.Path(tmp) / "profile.raw"
+        proc = PipelineProcess(["--topic", topic, "--output", f"{tmp}/out", "--group-id",
+                                f"g-{topic}", "--bootstrap-servers", bootstrap,
+                                "--runner", "prism", "--bounded", *flags],
+                               pathlib.Path(tmp) / "pipeline.log").start()
+        started = time.monotonic()
+        spy = subprocess.run([str(PY_SPY), "record", "--pid", str(proc.proc.pid),
+                              "--subprocesses", "--gil", "--format", "raw", "--full-filenames",
+                              "--nolineno", "--rate", "100", "--output", str(raw)],
+                             capture_output=True, text=True)
+        proc.proc.wait(timeout=3600)
+        delete_topics(bootstrap, [topic])
+        if proc.proc.returncode != 0 or not raw.exists():
+            msg = (f"profiled run failed (pipeline exit {proc.proc.returncode}, py-spy "
+                   f"{spy.returncode}: {spy.stderr[-1000:]}):\n{proc.log()[-3000:]}")
+            raise RuntimeError(msg)
+        seconds = time.monotonic() - started
+        print(f"{args.articles:,} articles, {seconds:.0f} s under py-spy; "
+              f"flags: {' '.join(map(str, flags))}")
+        print(summary(parse(raw.read_text(errors="replace")), args.top, seconds,
+                      {"NER worker": args.ner_processes}))
     return 0
 
 

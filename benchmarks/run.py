@@ -37,7 +37,6 @@ sampled from /proc every 0.5 s. ``--write-docs`` appends the table, the
 targets and the machine, versions and command to docs/benchmarks.md.
 """
 import argparse
-import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -45,6 +44,7 @@ import os
 import pathlib
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -64,7 +64,7 @@ from benchmarks import bare, latency, memory  # noqa: E402
 from benchmarks.snapshot import DOCS_ENV, source  # noqa: E402
 from benchmarks.endtoend import run_pipeline, tree_summary  # noqa: E402
 from benchmarks.workloads import (PHRASE_TRACKED, articles, corpus_name, delete_topics,  # noqa: E402
-                                  publish_topic, texts, words)
+                                  kafka, publish_topic, texts, words)
 
 DOCS = pathlib.Path(os.environ.get(DOCS_ENV) or ROOT / "docs" / "benchmarks.md")
 
@@ -133,7 +133,11 @@ def _bare_row(key, row, args, ctx):
 def _run_notes(run):
     mid = run.rate_between()
     outcomes = ", ".join(f"{n:,.0f} {o}" for o, n in sorted(run.outcomes.items()) if n)
-    return [f"{run.panes:,} Avro pane files; {run.late_articles:,} late-article files; "
+    cpu = ", ".join(f"{role} {seconds:,.1f}" for role, seconds
+                    in sorted(run.cpu_by_role.items(), key=lambda kv: -kv[1]) if seconds >= 0.05)
+    span = run.finished - (run.first_article or run.started)
+    return [f"CPU s from the first article to the end ({span:,.1f} s): {cpu}; "
+            f"{run.panes:,} Avro pane files; {run.late_articles:,} late-article files; "
             f"messages settled: {outcomes or '?'}; first article read "
             f"{(run.first_article or run.started) - run.started:.1f} s after the process start"
             + (f"; {mid:,.1f} articles/s between 10 % and 90 % settled" if mid else "")]
@@ -160,11 +164,17 @@ def _latency_row(key, row, args, ctx):
     r = latency.measure(args.rate, args.seconds, row.processes, row.rules_only,
                         tracked_entities=row.tracked, bootstrap=ctx["bootstrap"],
                         work_dir=ctx["work"])
+    tenth = max(1, len(r["latencies"]) // 10)
+    trend = [statistics.median(r["latencies"][i:i + tenth])
+             for i in range(0, len(r["latencies"]) - tenth + 1, tenth)][:10]
     return {"articles": r["count"], "p50": r["p50"], "p95": r["p95"], "p99": r["p99"],
             "rss": tree_summary(r["sampler"]), "peak_mb": r["sampler"].peak_mb(),
             "notes": [f"{len(r['latencies'])}/{r['count']} articles seen in a pane, produced "
                       f"at {args.rate:g}/s for {args.seconds:g} s; all out "
-                      f"{r['all_out_s']:.1f} s after the first was produced"]}
+                      f"{r['all_out_s']:.1f} s after the first was produced; median latency "
+                      f"of each tenth of the articles, in the order produced: "
+                      f"{', '.join(f'{m:.1f}' for m in trend)} s (rising: the pipeline falls "
+                      f"behind the rate)"]}
 
 
 def _memory_row(key, row, args, ctx):
@@ -346,27 +356,6 @@ def report(results, args, argv, context):
     return "\n".join(lines) + "\n"
 
 
-@contextlib.contextmanager
-def _broker(args, work):
-    """The brokers' address: --own-broker's, --bootstrap-servers, $KAFKA_BOOTSTRAP_SERVERS,
-    else the local broker (started if need be)."""
-    if not args.own_broker:
-        from pipeline.run import resolve_bootstrap
-        from pipeline.settings import Settings
-        yield (args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-               or resolve_bootstrap(Settings()))
-        return
-    from deploy import broker
-    from tests.scrape import free_port
-    state = pathlib.Path(work) / "broker"
-    address = broker.start(port=free_port(), controller_port=free_port(), timeout_s=120,
-                           state_dir=state)
-    try:
-        yield address
-    finally:
-        broker.stop(state_dir=state)
-
-
 def _attempt(key, args, ctx, started):
     print(f"[{time.monotonic() - started:6.0f} s] {ROWS[key].label} ...", flush=True)
     try:
@@ -423,7 +412,7 @@ def main(argv=None):
     started = time.monotonic()
     results = {}
     with tempfile.TemporaryDirectory(prefix="entitystream-bench-") as work, \
-            _broker(args, work) as bootstrap:
+            kafka(args.bootstrap_servers, work if args.own_broker else None) as bootstrap:
         ctx = {"bootstrap": bootstrap, "work": work, "topics": []}
         try:
             # A bare row is measured again after the last row compared with it.

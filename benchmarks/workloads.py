@@ -9,8 +9,10 @@
 - ``texts(articles)``: what ``ExtractEntities`` runs spaCy on (title and body
   normalised, joined by ``article_text``);
 - ``publish_topic(articles, bootstrap)``: a fresh uuid-named topic holding them;
-  ``delete_topics`` removes it (and its dead-letter topic) afterwards.
+  ``delete_topics`` removes it (and its dead-letter topic) afterwards;
+- ``kafka(bootstrap, own_in)``: the brokers to use (see its docstring).
 """
+import contextlib
 import os
 import pathlib
 import sys
@@ -26,7 +28,7 @@ from pipeline.normalise import normalise_text  # noqa: E402
 from pipeline.records import Article  # noqa: E402
 
 __all__ = ["CORPUS", "PHRASE_TRACKED", "articles", "cycled", "texts", "words", "publish_topic",
-           "delete_topics"]
+           "delete_topics", "kafka"]
 
 #: $ENTITYSTREAM_CORPUS (set by --snapshot), else beside the repository.
 CORPUS = pathlib.Path(os.environ.get("ENTITYSTREAM_CORPUS")
@@ -101,3 +103,28 @@ def delete_topics(bootstrap, topics):
         print(f"warning: topics {topics} not deleted: {exc!r}", file=sys.stderr)
     finally:
         admin.close()
+
+
+@contextlib.contextmanager
+def kafka(bootstrap=None, own_in=None):
+    """The brokers' address, for a ``with`` block.
+
+    ``own_in`` (a directory): a broker of the block's own, on free ports, its state
+    there, stopped at the end (the shared local broker may be restarted by someone
+    else's test session in the middle of a long run). Else ``bootstrap``, else
+    ``$KAFKA_BOOTSTRAP_SERVERS``, else the local broker (started if need be)."""
+    if own_in is None:
+        from pipeline.run import resolve_bootstrap
+        from pipeline.settings import Settings
+        yield (bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+               or resolve_bootstrap(Settings()))
+        return
+    from deploy import broker
+    from tests.scrape import free_port
+    state = pathlib.Path(own_in) / "broker"
+    address = broker.start(port=free_port(), controller_port=free_port(), timeout_s=120,
+                           state_dir=state)
+    try:
+        yield address
+    finally:
+        broker.stop(state_dir=state)
