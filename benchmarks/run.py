@@ -330,8 +330,13 @@ def _load():
 
 def report(results, args, argv, context):
     command = "./dev bench " + shlex.join(argv)
+    kinds = {ROWS[key].kind for key in results}
+    sizes = ([f"{args.articles:,} articles for the bare and bounded rows"]
+             if kinds & {"bare", "e2e"} else [])
+    sizes += [f"P3 at {args.rate:g} articles/s for {args.seconds:g} s"] if "latency" in kinds else []
+    sizes += [f"P4 over {args.p4_articles:,} articles"] if "memory" in kinds else []
     lines = [f"{context['date']} — {corpus_name()}; suites {', '.join(args.suite)}; "
-             f"{args.articles:,} articles for P1/P1b/P2, batch {args.batch_size}",
+             f"{'; '.join(sizes)}; batch {args.batch_size}",
              "",
              f"- Machine: {_machine()}; load average {context['load_start']} at the start, "
              f"{context['load_end']} at the end (2 cores shared with other work: only the "
