@@ -436,7 +436,7 @@ def main(argv=None):
     print("\n" + text)
     if args.write_docs:
         with DOCS.open("a", encoding="utf-8") as f:
-            f.write(f"\n### Run of {text}")
+            f.write(f"\n#### Run of {text}")
     if args.json:
         args.json.write_text(json.dumps(
             {"rows": {k: dict(r, label=ROWS[k].label) for k, r in results.items()},
