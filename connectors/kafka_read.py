@@ -323,10 +323,11 @@ class _ReadTopicFn(beam.DoFn):
     """Reads all partitions of a topic (a _TopicDesc) as one SDF restriction."""
 
     def __init__(self, config, max_records_per_call, poll_timeout_ms, resume_delay_s,
-                 commit_interval_s, commit_offsets=True):
+                 commit_interval_s, commit_offsets=True, max_seconds_per_call=1.0):
         self._config = config
         self._commit_offsets = commit_offsets
         self._max_records = max_records_per_call
+        self._max_seconds = max_seconds_per_call
         self._poll_timeout_ms = poll_timeout_ms
         self._resume_delay = resume_delay_s
         self._commit_interval = commit_interval_s
@@ -422,7 +423,11 @@ class _ReadTopicFn(beam.DoFn):
         emitted = 0
         last = {}
         run_starts = dict(zip(desc.partitions, desc.start_offsets))
-        while emitted < self._max_records and open_parts:
+        # A call ends after max_records or max_seconds: what it read reaches
+        # the next stages only when its bundle ends, so a slow steady feed
+        # (50 articles/s fill 500 records in 10 s) must not hold it back.
+        deadline = time.monotonic() + self._max_seconds
+        while emitted < self._max_records and open_parts and time.monotonic() < deadline:
             try:
                 polled = consumer.poll(timeout_ms=self._poll_timeout_ms,
                                        max_records=self._max_records - emitted)
@@ -512,6 +517,9 @@ class ReadFromKafka(beam.PTransform):
       idle_timeout_seconds: after this long without records a partition's
         watermark follows processing time (default 5).
       max_records_per_call: records read before a checkpoint (default 500).
+      max_seconds_per_call: or after this long, whichever comes first
+        (default 1): a call's records reach the next stages only when its
+        bundle ends, so this bounds the latency a slow feed adds.
       consumer_config: extra ``KafkaConsumer`` settings, e.g. security options.
       commit_offsets: commit each partition's progress to ``group_id`` when
         the runner has committed the bundle that read it (default True).
@@ -526,7 +534,7 @@ class ReadFromKafka(beam.PTransform):
 
     def __init__(self, *, bootstrap_servers, topic, group_id=None, bounded=False,
                  start_from="committed", idle_timeout_seconds=5.0,
-                 max_records_per_call=500, poll_timeout_ms=200,
+                 max_records_per_call=500, max_seconds_per_call=1.0, poll_timeout_ms=200,
                  resume_delay_seconds=0.2, commit_interval_seconds=1.0,
                  metadata_timeout_seconds=30.0, consumer_config=None, commit_offsets=True):
         super().__init__()
@@ -544,6 +552,7 @@ class ReadFromKafka(beam.PTransform):
         self._start_from = start_from
         self._idle = idle_timeout_seconds
         self._max_records = max_records_per_call
+        self._max_seconds = max_seconds_per_call
         self._poll_timeout_ms = poll_timeout_ms
         self._resume_delay = resume_delay_seconds
         self._commit_interval = commit_interval_seconds
@@ -553,7 +562,8 @@ class ReadFromKafka(beam.PTransform):
     def expand(self, pbegin):
         reader = _ReadTopicFn if self._bounded else _ReadUnboundedTopicFn
         read_fn = reader(self._config, self._max_records, self._poll_timeout_ms,
-                         self._resume_delay, self._commit_interval, self._commit_offsets)
+                         self._resume_delay, self._commit_interval, self._commit_offsets,
+                         self._max_seconds)
         return (pbegin
                 | "Impulse" >> beam.Impulse()
                 | "ListPartitions" >> beam.ParDo(_ListPartitionsFn(
