@@ -90,6 +90,12 @@ class KafkaRecord(NamedTuple):
     # (pipeline/ledger.py).
     prev_offset: int = -1
     starts_run: bool = False
+    # The reader's event-time watermark for the topic (ms) when the call that
+    # read this record began (None: none yet). Every record read later has a
+    # timestamp at least this, or is late; the runner's watermark downstream
+    # has reached it by the time this record arrives there (the call's bundle
+    # has committed). The aggregation orders its input by it (pipeline/aggregate.py).
+    watermark_ms: Optional[int] = None
 
 
 class _TopicDesc(NamedTuple):
@@ -423,6 +429,8 @@ class _ReadTopicFn(beam.DoFn):
         emitted = 0
         last = {}
         run_starts = dict(zip(desc.partitions, desc.start_offsets))
+        mark = watermark.current_watermark()
+        watermark_ms = None if mark <= MIN_TIMESTAMP else mark.micros // 1000
         # A call ends after max_records or max_seconds: what it read reaches
         # the next stages only when its bundle ends, so a slow steady feed
         # (50 articles/s fill 500 records in 10 s) must not hold it back.
@@ -453,7 +461,7 @@ class _ReadTopicFn(beam.DoFn):
                     last[p] = rec
                     yield beam.window.TimestampedValue(
                         KafkaRecord(rec.topic, p, rec.offset, rec.key, rec.value, rec.timestamp,
-                                    prev, prev + 1 == run_starts[p]),
+                                    prev, prev + 1 == run_starts[p], watermark_ms),
                         Timestamp(micros=rec.timestamp * 1000))
                 if ends is not None and positions[p] >= ends[p]:
                     open_parts.discard(p)

@@ -50,6 +50,7 @@ same on every runner.
 """
 import contextlib
 import logging
+import math
 import re
 import threading
 import time
@@ -227,6 +228,7 @@ class _OpenWindows(dict, CacheAware):
     ledger = None   # SourceLedger: the source messages settled so far
     closed_through = 0  # ms: every window boundary up to here has passed (tick timers)
     next_tick = None    # ms: the boundary the tick timer is set for
+    newest_ms = None    # ms: the newest publication time counted (at most the wall clock)
     complete = False    # every window closed at the end of a bounded input
     # Timer bookkeeping, here rather than in state cells for the same reason
     # as the windows (see _load); reset when restored into a new job.
@@ -282,6 +284,9 @@ class _EmitPanesFn(beam.DoFn):
         # Identifies this step across the worker's DoFn instances (see _load).
         self._step_token = uuid.uuid4().hex
         self._specs = tuple(specs)
+        # Every window boundary is a multiple of this (see _tick_at).
+        periods = [s.period_ms for s in self._specs if s.period_ms]
+        self._grid_ms = math.gcd(*periods) if periods else None
         self._early = early_firing_seconds
         self._lateness_ms = int(allowed_lateness_seconds * 1000)
         self._mentions = EntityTallyFn()
@@ -354,9 +359,28 @@ class _EmitPanesFn(beam.DoFn):
             return end_ms + self._lateness_ms
         return end_ms
 
+    def _tick_at(self, windows, earliest):
+        """When the tick timer fires: at the ``earliest`` window target or, when
+        counted articles are already past it (a replay, a catch-up), at the
+        last window boundary at or before the newest of them, so that one
+        firing closes every window up to there.
+
+        Runners fire a key's timers in timestamp order with its elements: Prism
+        2.75 runs the elements before a timer, the timer, then the elements
+        after it, each as a bundle of its own (and its scheduler spins while a
+        timer waits for the watermark). A replay whose articles cross a
+        window boundary every few articles paid two bundles per boundary.
+        Never earlier than the target: windows close at or after the
+        watermark passes their end, as before; a live feed, whose newest
+        article is in the current window, keeps a timer at its end."""
+        newest = windows.newest_ms
+        if newest is None or self._grid_ms is None or earliest >= newest:
+            return earliest
+        return max(earliest, newest - newest % self._grid_ms)
+
     def _set_tick(self, windows, tick):
         targets = [self._target(k, e) for k, e in windows.items()]
-        windows.next_tick = min(targets) if targets else None
+        windows.next_tick = self._tick_at(windows, min(targets)) if targets else None
         if targets:
             tick.set(_at_ms(windows.next_tick))
 
@@ -529,10 +553,16 @@ class _EmitPanesFn(beam.DoFn):
             entry[_DIRTY] = True
             target = self._target(key, entry)
             changed_target = target if changed_target is None else min(changed_target, target)
+        newest = min(published_ms, int(time.time() * 1000))  # a future article: the clock
+        if windows.newest_ms is None or newest > windows.newest_ms:
+            windows.newest_ms = newest
         current = windows.next_tick
-        if changed_target is not None and (current is None or changed_target < current):
-            tick.set(_at_ms(changed_target))
-            windows.next_tick = changed_target
+        targets = [t for t in (current, changed_target) if t is not None]
+        if targets:
+            wanted = self._tick_at(windows, min(targets))
+            if wanted != current:
+                tick.set(_at_ms(wanted))
+                windows.next_tick = wanted
         if open_keys and self._early is not None:
             # While input flows, panes go out at most every early_firing_seconds,
             # from here: runners may fire processing-time timers late (Prism 2.75
@@ -625,8 +655,31 @@ class _EmitPanesFn(beam.DoFn):
                              self._cooc.extract(entry[_COOC]))
 
 
+def _ordered(keyed, position, timestamp=None):
+    """``keyed`` stamped with the reader's watermark when it read the record,
+    if that is earlier than the element's own time.
+
+    The pane DoFn counts articles by their publication time (``_Input``), not
+    by the element's timestamp, which only orders a key's elements against its
+    timers: a runner runs the elements and timers of a key in timestamp
+    order, each timer in a bundle of its own between the elements before and
+    after it (Prism 2.75). Stamped with event times, a replay whose articles
+    cross a window boundary every few articles paid two bundles per boundary;
+    stamped with the reader's watermark (which the runner's watermark has
+    passed when they arrive), everything read by the time a window-closing
+    timer is ready goes before it, in one bundle. Never later than the
+    element's own time: an element only moves ahead of timers it would have
+    followed and that are not ready yet, so no window closes earlier."""
+    mark = None if position is None else position.watermark_ms
+    if mark is None or (timestamp is not None and timestamp.micros <= mark * 1000):
+        return keyed
+    return beam.window.TimestampedValue(keyed, Timestamp(micros=mark * 1000))
+
+
+@beam.typehints.with_output_types(beam.typehints.KV[str, _Input])
 class _TallyArticleFn(beam.DoFn):
-    """ArticleEntities -> (key, _Input: id, published_at_ms, mention tally, co-occurrence).
+    """ArticleEntities -> (key, _Input: id, published_at_ms, mention tally, co-occurrence),
+    stamped by ``_ordered``.
 
     A module-level DoFn, not a closure: a pickled closure would carry its own
     copy of the module's Prometheus counter, invisible to the endpoint."""
@@ -636,18 +689,23 @@ class _TallyArticleFn(beam.DoFn):
         self._tuples = tuples
         self._names = {tuple(sorted(t)): "x".join(sorted(t)) for t in tuples}
 
-    def process(self, article):
+    def process(self, article, timestamp=beam.DoFn.TimestampParam):
         cooc = article_cooccurrence(article.mentions, self._max_entities, self._tuples)
         for (scope, key) in cooc.tuples:
             if scope == "article":
                 TUPLE_ARTICLES.labels(self._names[key]).inc()
-        yield (_ALL, _Input(article.article_id, article.published_at_ms,
-                            tally_article(article), cooc, article.language, article.position))
+        yield _ordered((_ALL, _Input(article.article_id, article.published_at_ms,
+                                     tally_article(article), cooc, article.language,
+                                     article.position)), article.position, timestamp)
 
 
-def _dead_letter_input(dead_letter):
+@beam.typehints.with_output_types(beam.typehints.KV[str, _Input])
+class _DeadLetterInputFn(beam.DoFn):
     """A published dead letter -> (key, _Input) that only settles its position."""
-    return (_ALL, _Input(None, 0, None, None, "", dead_letter.get("_position")))
+
+    def process(self, dead_letter, timestamp=beam.DoFn.TimestampParam):
+        position = dead_letter.get("_position")
+        yield _ordered((_ALL, _Input(None, 0, None, None, "", position)), position, timestamp)
 
 
 class AggregateEntities(beam.PTransform):
@@ -725,7 +783,7 @@ class AggregateEntities(beam.PTransform):
         tallied = found | "TallyArticle" >> beam.ParDo(
             _TallyArticleFn(self._max_entities, self._tuples))
         if dead_letters is not None:
-            settled = dead_letters | "SettleDeadLetters" >> beam.Map(_dead_letter_input)
+            settled = dead_letters | "SettleDeadLetters" >> beam.ParDo(_DeadLetterInputFn())
             tallied = (tallied, settled) | "WithDeadLetters" >> beam.Flatten()
         return tallied | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
             self._specs, self._early, self._lateness, self._top_k, *self._checkpoint)

@@ -286,9 +286,11 @@ class _DecodeArticleFn(beam.DoFn):
                 "timestamp_ms": record.timestamp_ms,
                 # Where it was read, for the aggregation's ledger (not published).
                 "_position": SourcePosition(record.topic, record.partition, record.offset,
-                                            record.prev_offset, record.starts_run)})
+                                            record.prev_offset, record.starts_run,
+                                            record.watermark_ms)})
             return
-        article = article._replace(prev_offset=record.prev_offset, starts_run=record.starts_run)
+        article = article._replace(prev_offset=record.prev_offset, starts_run=record.starts_run,
+                                   watermark_ms=record.watermark_ms)
         yield beam.window.TimestampedValue(article, article.published_at_ms / 1000.0)
 
 

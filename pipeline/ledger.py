@@ -37,6 +37,7 @@ class SourcePosition(NamedTuple):
     offset: int
     prev_offset: int
     starts_run: bool = False
+    watermark_ms: Optional[int] = None  # the reader's when it read this (KafkaRecord)
 
 
 class _Ranges:

@@ -22,11 +22,12 @@ class Article(NamedTuple):
     offset: int
     prev_offset: int = -1     # see pipeline/ledger.py
     starts_run: bool = False
+    watermark_ms: Optional[int] = None  # see connectors/kafka_read.KafkaRecord
 
     @property
     def position(self) -> SourcePosition:
         return SourcePosition(self.topic, self.partition, self.offset, self.prev_offset,
-                              self.starts_run)
+                              self.starts_run, self.watermark_ms)
 
 
 class Mention(NamedTuple):

@@ -116,9 +116,10 @@ def _runner_and_options(settings: Settings, beam_args):
         return FnApiRunner(), options
     from apache_beam.runners.portability.prism_runner import PrismRunner
     from deploy.prism import ensure_prism
+    quiet = [] if any(a.startswith("--prism_log_level") for a in beam_args) else [
+        "--prism_log_level=error"]  # unless asked for, e.g. --prism_log_level=debug
     options = PipelineOptions(beam_args + [
-        f"--prism_location={ensure_prism()}", "--environment_type=LOOPBACK",
-        "--prism_log_level=error"])
+        f"--prism_location={ensure_prism()}", "--environment_type=LOOPBACK"] + quiet)
     options.view_as(StandardOptions).streaming = not settings.bounded
     return PrismRunner(), options
 
