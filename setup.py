@@ -11,6 +11,7 @@ setup(
     install_requires=[
         "apache-beam==2.75.0",
         "kafka-python==3.0.12",
+        "crc32c==2.9.post0",  # kafka-python checks record CRCs in C with it (else pure Python)
         "spacy==3.8.18",
         "fastavro==1.13.1",
         "prometheus-client==0.26.0",
