@@ -557,12 +557,12 @@ class _EmitPanesFn(beam.DoFn):
         if windows.newest_ms is None or newest > windows.newest_ms:
             windows.newest_ms = newest
         current = windows.next_tick
-        targets = [t for t in (current, changed_target) if t is not None]
-        if targets:
-            wanted = self._tick_at(windows, min(targets))
-            if wanted != current:
-                tick.set(_at_ms(wanted))
-                windows.next_tick = wanted
+        if changed_target is not None and (current is None or changed_target < current):
+            # Only ever earlier here (a window that closes sooner); later, in
+            # on_tick (_set_tick), after it fired: Prism 2.75 mishandles a
+            # timer moved later while it waits (stale firings were seen).
+            tick.set(_at_ms(changed_target))
+            windows.next_tick = changed_target
         if open_keys and self._early is not None:
             # While input flows, panes go out at most every early_firing_seconds,
             # from here: runners may fire processing-time timers late (Prism 2.75
