@@ -82,6 +82,7 @@ KINDS = {TUMBLING: (ENTITY_COUNTS, COOCCURRENCE),
          RUNNING: ("running_entity_counts", "running_cooccurrence")}
 FAMILY_OF_KIND = {kind: family for family, kinds in KINDS.items() for kind in kinds if kind}
 _ALL = "all"  # one key: every open window in one state cell
+CLOSE_GRACE_SECONDS = 1.0  # see _EmitPanesFn.on_tick
 _LOG = logging.getLogger(__name__)
 
 PANES = Counter("entitystream_panes_emitted",
@@ -235,6 +236,8 @@ class _OpenWindows(dict, CacheAware):
     last_emit_ms = 0        # when EARLY panes last went out
     firing_pending = False  # the flush timer is set
     save_pending = False    # the checkpoint timer is set
+    close_pending = False   # the close timer is set (a tick deferred, see on_tick)
+    deferred_through = 0    # ms: the boundary that deferred tick had reached
     pending = None  # outputs emitted since the last checkpoint (re-emitted on restore):
     #                 {(kind, start, end): WindowPane, ("late", id): late-article dict}
 
@@ -277,6 +280,7 @@ class _EmitPanesFn(beam.DoFn):
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
     SAVE = userstate.TimerSpec("checkpoint", TimeDomain.REAL_TIME)
+    CLOSE = userstate.TimerSpec("close", TimeDomain.REAL_TIME)
 
     def __init__(self, specs, early_firing_seconds, allowed_lateness_seconds, top_k_pairs,
                  checkpoint=None, checkpoint_interval_seconds=5.0, on_checkpoint=None,
@@ -433,7 +437,8 @@ class _EmitPanesFn(beam.DoFn):
             return end_ms + lateness <= closed_through
 
         self._checkpoint.discard_panes(keep)
-        windows.firing_pending = windows.save_pending = False  # no timer of this job yet
+        # No timer of this job yet; the tick set below fires again for a deferred close.
+        windows.firing_pending = windows.save_pending = windows.close_pending = False
         self._set_tick(windows, tick)
         self._store(windows, windows_state, version_state, 0)
         yield from self._reemit(pending)
@@ -610,34 +615,66 @@ class _EmitPanesFn(beam.DoFn):
     def on_tick(self, fired=beam.DoFn.TimestampParam,
                 windows_state=beam.DoFn.StateParam(WINDOWS),
                 version_state=beam.DoFn.StateParam(VERSION),
-                tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE)):
+                tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE),
+                close=beam.DoFn.TimerParam(CLOSE)):
         with _exclusive(self._step_token):
             # The watermark has reached `fired`: every boundary up to it has passed.
             windows, version = self._load(windows_state, version_state)
             through = max(windows.closed_through, Timestamp.of(fired).micros // 1000 + 1)
-            windows.closed_through = through
-            had_windows = bool(windows)
-            for key in sorted(windows):
-                family, _, end_ms = key
-                entry = windows[key]
-                if not entry[_ON_TIME_FIRED] and end_ms <= through:
-                    entry[_ON_TIME_FIRED] = True
-                    final = self._lateness_ms == 0 or family == RUNNING
-                    yield from self._emit(windows, self._panes(key, entry, "ON_TIME", final))
-                    if final:
-                        del windows[key]
-                        continue
-                if entry[_ON_TIME_FIRED] and end_ms + self._lateness_ms <= through:
-                    # Expiry closes the window with a final pane (LATE: after ON_TIME).
-                    yield from self._emit(windows, self._panes(key, entry, "LATE", True))
-                    del windows[key]
+            if self._early is not None and (windows.newest_ms is None
+                                            or windows.newest_ms < through - 1):
+                # No article at or past the boundary counted yet. Prism 2.75
+                # can move the watermark past a boundary while articles read
+                # before it are still on their way here (a runner-executed
+                # Flatten between the stages does not hold the watermark while
+                # it runs): seen as whole reader calls counted late. Closing
+                # waits CLOSE_GRACE_SECONDS of wall clock for them (a streaming
+                # run only: bounded runs set no processing-time timers).
+                windows.deferred_through = max(windows.deferred_through, through)
+                if not windows.close_pending:
+                    close.set(Timestamp.now() + Duration(seconds=CLOSE_GRACE_SECONDS))
+                    windows.close_pending = True
+                self._store(windows, windows_state, version_state, version)
+                return
+            yield from self._close_through(windows, through, tick, save)
             self._store(windows, windows_state, version_state, version)
-            self._set_tick(windows, tick)
-            # Every window closed (the end of a bounded input): save now, and wait
-            # for the offsets to be committed, before the pipeline can finish.
-            closed_all = had_windows and not windows
-            windows.complete = closed_all  # the end of a bounded input (see _restore)
-            self._maybe_checkpoint(windows, save, due=closed_all, wait=closed_all)
+
+    @userstate.on_timer(CLOSE)
+    def on_close(self, windows_state=beam.DoFn.StateParam(WINDOWS),
+                 version_state=beam.DoFn.StateParam(VERSION),
+                 tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE)):
+        with _exclusive(self._step_token):
+            windows, version = self._load(windows_state, version_state)
+            windows.close_pending = False
+            through = max(windows.closed_through, windows.deferred_through)
+            yield from self._close_through(windows, through, tick, save)
+            self._store(windows, windows_state, version_state, version)
+
+    def _close_through(self, windows, through, tick, save):
+        """Emit the ON_TIME and expiry panes of every boundary up to ``through``;
+        re-arm the tick; checkpoint when every window has closed."""
+        windows.closed_through = through
+        had_windows = bool(windows)
+        for key in sorted(windows):
+            family, _, end_ms = key
+            entry = windows[key]
+            if not entry[_ON_TIME_FIRED] and end_ms <= through:
+                entry[_ON_TIME_FIRED] = True
+                final = self._lateness_ms == 0 or family == RUNNING
+                yield from self._emit(windows, self._panes(key, entry, "ON_TIME", final))
+                if final:
+                    del windows[key]
+                    continue
+            if entry[_ON_TIME_FIRED] and end_ms + self._lateness_ms <= through:
+                # Expiry closes the window with a final pane (LATE: after ON_TIME).
+                yield from self._emit(windows, self._panes(key, entry, "LATE", True))
+                del windows[key]
+        self._set_tick(windows, tick)
+        # Every window closed (the end of a bounded input): save now, and wait
+        # for the offsets to be committed, before the pipeline can finish.
+        closed_all = had_windows and not windows
+        windows.complete = closed_all  # the end of a bounded input (see _restore)
+        self._maybe_checkpoint(windows, save, due=closed_all, wait=closed_all)
 
     def _panes(self, key, entry, timing, is_final):
         family, start_ms, end_ms = key
