@@ -81,3 +81,71 @@ def test_input_is_never_stamped_later_than_its_own_time():
     # No watermark yet (the reader's first call), or not read from Kafka.
     assert _ordered(keyed, position(None), Timestamp(micros=T0 * 1000)) is keyed
     assert _ordered(keyed, None, Timestamp(micros=T0 * 1000)) is keyed
+
+
+class Cell:
+    """A state cell, as the DoFn sees it within one process."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+
+class Timer:
+    def __init__(self):
+        self.sets = []
+
+    def set(self, ts):
+        self.sets.append(ts)
+
+
+def streaming_fn_with_window(newest_ms):
+    """A streaming pane DoFn holding one open hourly window [T0, T0 + 1 h)
+    with one article counted, and the newest counted article at ``newest_ms``."""
+    from pipeline.aggregate import _LIVE, _STARTED
+    f = _EmitPanesFn([WindowSpec.tumbling(3600)], 1.0, 0, 10, state_in_process=True)
+    windows = _OpenWindows()
+    windows[("tumbling", T0, T0 + HOUR)] = [
+        f._mentions.add_input(f._mentions.create_accumulator(),
+                              {"GPE:russia": (1, "GPE", {"Russia": 1})}),
+        f._cooc.create(), True, False, 0, {"a1"}]
+    windows.newest_ms = newest_ms
+    windows.ledger, windows.pending = None, {}
+    _LIVE[f._step_token] = (1, windows)
+    _STARTED.add(f._step_token)
+    return f, windows
+
+
+def fire_tick(f, at_ms, timers):
+    return list(f.on_tick(Timestamp(micros=(at_ms - 1) * 1000), Cell(), Cell(1),
+                          timers["tick"], timers["save"], timers["close"]))
+
+
+def test_a_boundary_no_counted_article_has_passed_closes_after_the_grace():
+    # The watermark passed T0 + 1 h, but the newest article counted is older:
+    # articles read before the boundary may still be on their way.
+    f, windows = streaming_fn_with_window(newest_ms=T0 + HOUR - 60_000)
+    timers = {"tick": Timer(), "save": Timer(), "close": Timer()}
+    assert fire_tick(f, T0 + HOUR, timers) == []
+    assert windows.closed_through == 0 and len(timers["close"].sets) == 1
+    # A late-looking article arrives in the meantime: still counted in its window.
+    assert ("tumbling", T0, T0 + HOUR) in windows
+    panes = list(f.on_close(Cell(), Cell(2), timers["tick"], timers["save"]))
+    on_time = [p for p in panes if p.pane_timing == "ON_TIME"]
+    assert [(p.kind, p.window_start_ms, p.is_final) for p in on_time] == [
+        ("entity_counts", T0, True), ("cooccurrence", T0, True)]
+    assert windows.closed_through == T0 + HOUR and not windows
+
+
+def test_a_boundary_a_counted_article_has_passed_closes_at_once():
+    f, windows = streaming_fn_with_window(newest_ms=T0 + HOUR + 5_000)
+    timers = {"tick": Timer(), "save": Timer(), "close": Timer()}
+    panes = fire_tick(f, T0 + HOUR, timers)
+    assert {(p.kind, p.pane_timing) for p in panes} == {
+        ("entity_counts", "ON_TIME"), ("cooccurrence", "ON_TIME")}
+    assert timers["close"].sets == [] and windows.closed_through == T0 + HOUR
