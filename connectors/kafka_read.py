@@ -300,6 +300,13 @@ class _TopicWatermarkEstimator(WatermarkEstimator):
             mark = max(mark, Timestamp.of(now - self._idle))
         return mark
 
+    def reported(self):
+        """The watermark as last reported (what the runner has): unlike
+        ``current_watermark``, it does not look at idleness now. At the start of
+        a call the idle clock has not been reset by this call's records yet,
+        and a slow bundle (NER) between two calls would pass for an idle feed."""
+        return self._watermark
+
     def current_watermark(self):
         now = time.time()
         marks = [self.partition_watermark(p, now) for p in self._last_activity]
@@ -429,7 +436,7 @@ class _ReadTopicFn(beam.DoFn):
         emitted = 0
         last = {}
         run_starts = dict(zip(desc.partitions, desc.start_offsets))
-        mark = watermark.current_watermark()
+        mark = watermark.reported()
         watermark_ms = None if mark <= MIN_TIMESTAMP else mark.micros // 1000
         # A call ends after max_records or max_seconds: what it read reaches
         # the next stages only when its bundle ends, so a slow steady feed

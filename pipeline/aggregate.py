@@ -83,6 +83,8 @@ KINDS = {TUMBLING: (ENTITY_COUNTS, COOCCURRENCE),
 FAMILY_OF_KIND = {kind: family for family, kinds in KINDS.items() for kind in kinds if kind}
 _ALL = "all"  # one key: every open window in one state cell
 CLOSE_GRACE_SECONDS = 1.0  # see _EmitPanesFn.on_tick
+CLOSE_RETRIES = 3  # bounded runs: tick firings a close waits for (see on_tick)
+GAP_RETRIES = 10_000  # ... while messages read earlier are still on their way
 _LOG = logging.getLogger(__name__)
 
 PANES = Counter("entitystream_panes_emitted",
@@ -238,6 +240,7 @@ class _OpenWindows(dict, CacheAware):
     save_pending = False    # the checkpoint timer is set
     close_pending = False   # the close timer is set (a tick deferred, see on_tick)
     deferred_through = 0    # ms: the boundary that deferred tick had reached
+    close_retries = 0       # tick firings that deferred the same close (bounded runs)
     pending = None  # outputs emitted since the last checkpoint (re-emitted on restore):
     #                 {(kind, start, end): WindowPane, ("late", id): late-article dict}
 
@@ -621,31 +624,52 @@ class _EmitPanesFn(beam.DoFn):
             # The watermark has reached `fired`: every boundary up to it has passed.
             windows, version = self._load(windows_state, version_state)
             through = max(windows.closed_through, Timestamp.of(fired).micros // 1000 + 1)
-            if self._early is not None and (windows.newest_ms is None
-                                            or windows.newest_ms < through - 1):
-                # No article at or past the boundary counted yet. Prism 2.75
-                # can move the watermark past a boundary while articles read
-                # before it are still on their way here (a runner-executed
-                # Flatten between the stages does not hold the watermark while
-                # it runs): seen as whole reader calls counted late. Closing
-                # waits CLOSE_GRACE_SECONDS of wall clock for them (a streaming
-                # run only: bounded runs set no processing-time timers).
+            unseen = windows.newest_ms is None or windows.newest_ms < through - 1
+            gaps = windows.ledger is not None and windows.ledger.has_gaps()
+            if (unseen or gaps) and self._early is not None:
+                # No article at or past the boundary counted yet, or messages
+                # read before others not here yet. Prism 2.75 can move the
+                # watermark past a boundary while articles read before it are
+                # still on their way here, even behind articles read after them
+                # (the Flatten it runs itself in front of this stage neither
+                # holds the watermark nor keeps the order of its bundles): seen
+                # as whole reader calls counted late. Closing waits
+                # CLOSE_GRACE_SECONDS of wall clock for them (again while a gap
+                # stays open).
                 windows.deferred_through = max(windows.deferred_through, through)
                 if not windows.close_pending:
                     close.set(Timestamp.now() + Duration(seconds=CLOSE_GRACE_SECONDS))
                     windows.close_pending = True
                 self._store(windows, windows_state, version_state, version)
                 return
+            if ((gaps and windows.close_retries < GAP_RETRIES)
+                    or (unseen and windows.close_retries < CLOSE_RETRIES)):
+                # The same in a bounded run, which sets no processing-time
+                # timers: the tick fires again at once (the watermark is past
+                # it), after what reached the key meanwhile, up to
+                # CLOSE_RETRIES times (the end of the input passes every
+                # boundary, and no article will follow).
+                windows.close_retries += 1
+                tick.set(fired)
+                self._store(windows, windows_state, version_state, version)
+                return
+            windows.close_retries = 0
             yield from self._close_through(windows, through, tick, save)
             self._store(windows, windows_state, version_state, version)
 
     @userstate.on_timer(CLOSE)
     def on_close(self, windows_state=beam.DoFn.StateParam(WINDOWS),
                  version_state=beam.DoFn.StateParam(VERSION),
-                 tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE)):
+                 tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE),
+                 close=beam.DoFn.TimerParam(CLOSE)):
         with _exclusive(self._step_token):
             windows, version = self._load(windows_state, version_state)
             windows.close_pending = False
+            if windows.ledger is not None and windows.ledger.has_gaps():
+                close.set(Timestamp.now() + Duration(seconds=CLOSE_GRACE_SECONDS))
+                windows.close_pending = True
+                self._store(windows, windows_state, version_state, version)
+                return
             through = max(windows.closed_through, windows.deferred_through)
             yield from self._close_through(windows, through, tick, save)
             self._store(windows, windows_state, version_state, version)

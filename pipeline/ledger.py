@@ -129,6 +129,11 @@ class SourceLedger:
                 out[tp] = end
         return out
 
+    def has_gaps(self) -> bool:
+        """True while some partition's settled positions are not one range from
+        offset 0: messages read before others have not been settled yet."""
+        return any(len(r) != 1 or r.prefix_end() is None for r in self._parts.values())
+
     def open_ranges(self) -> int:
         """How many separate ranges are held (1 per partition when no gap is open)."""
         return sum(len(r) for r in self._parts.values())

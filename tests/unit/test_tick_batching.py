@@ -135,7 +135,7 @@ def test_a_boundary_no_counted_article_has_passed_closes_after_the_grace():
     assert windows.closed_through == 0 and len(timers["close"].sets) == 1
     # A late-looking article arrives in the meantime: still counted in its window.
     assert ("tumbling", T0, T0 + HOUR) in windows
-    panes = list(f.on_close(Cell(), Cell(2), timers["tick"], timers["save"]))
+    panes = list(f.on_close(Cell(), Cell(2), timers["tick"], timers["save"], timers["close"]))
     on_time = [p for p in panes if p.pane_timing == "ON_TIME"]
     assert [(p.kind, p.window_start_ms, p.is_final) for p in on_time] == [
         ("entity_counts", T0, True), ("cooccurrence", T0, True)]
