@@ -16,6 +16,7 @@ import contextlib
 import os
 import pathlib
 import sys
+import time
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -50,11 +51,17 @@ def cycled(count):
     """``count`` articles: the corpus over and over, each cycle later in time, fresh ids."""
     base = list(read_articles(_source()))
     start = min(a["published_at"] for a in base)
-    span = max(a["published_at"] for a in base) - start + _DAY_MS  # a quiet day between cycles
+    newest = max(a["published_at"] for a in base)
+    span = newest - start + _DAY_MS  # a quiet day between cycles
+    # Brokers reject records more than an hour ahead of their clock (Kafka 4):
+    # cycles of a recent corpus (the seeds) go back in time instead, ending
+    # where the corpus ends.
+    last_cycle = -(-count // len(base)) - 1
+    back = newest + last_cycle * span > time.time() * 1000 - _DAY_MS
     out = []
     cycle = 0
     while len(out) < count:
-        shift = cycle * span
+        shift = (cycle - last_cycle if back else cycle) * span
         out.extend(dict(a, id=a["id"] if cycle == 0 else f"{a['id']}~c{cycle}",
                         published_at=a["published_at"] + shift)
                    for a in base[:count - len(out)])
