@@ -561,7 +561,8 @@ class _EmitPanesFn(beam.DoFn):
             entry[_DIRTY] = True
             target = self._target(key, entry)
             changed_target = target if changed_target is None else min(changed_target, target)
-        newest = min(published_ms, int(time.time() * 1000))  # a future article: the clock
+        now_ms = int(time.time() * 1000)
+        newest = min(published_ms, now_ms)  # a future article: the clock
         if windows.newest_ms is None or newest > windows.newest_ms:
             windows.newest_ms = newest
         current = windows.next_tick
@@ -576,7 +577,6 @@ class _EmitPanesFn(beam.DoFn):
             # from here: runners may fire processing-time timers late (Prism 2.75
             # delays them by seconds while a source keeps it busy). The timer
             # only flushes what is left when the input stops.
-            now_ms = int(time.time() * 1000)
             if now_ms - windows.last_emit_ms >= self._early * 1000:
                 windows.last_emit_ms = now_ms
                 yield from self._dirty_panes(windows)
@@ -637,9 +637,7 @@ class _EmitPanesFn(beam.DoFn):
                 # CLOSE_GRACE_SECONDS of wall clock for them (again while a gap
                 # stays open).
                 windows.deferred_through = max(windows.deferred_through, through)
-                if not windows.close_pending:
-                    close.set(Timestamp.now() + Duration(seconds=CLOSE_GRACE_SECONDS))
-                    windows.close_pending = True
+                self._arm_close(windows, close)
                 self._store(windows, windows_state, version_state, version)
                 return
             if ((gaps and windows.close_retries < GAP_RETRIES)
@@ -666,13 +664,19 @@ class _EmitPanesFn(beam.DoFn):
             windows, version = self._load(windows_state, version_state)
             windows.close_pending = False
             if windows.ledger is not None and windows.ledger.has_gaps():
-                close.set(Timestamp.now() + Duration(seconds=CLOSE_GRACE_SECONDS))
-                windows.close_pending = True
+                self._arm_close(windows, close)  # wait again while the gap stays open
                 self._store(windows, windows_state, version_state, version)
                 return
             through = max(windows.closed_through, windows.deferred_through)
             yield from self._close_through(windows, through, tick, save)
             self._store(windows, windows_state, version_state, version)
+
+    @staticmethod
+    def _arm_close(windows, close):
+        """Make sure the close timer fires CLOSE_GRACE_SECONDS from now (or sooner)."""
+        if not windows.close_pending:
+            close.set(Timestamp.now() + Duration(seconds=CLOSE_GRACE_SECONDS))
+            windows.close_pending = True
 
     def _close_through(self, windows, through, tick, save):
         """Emit the ON_TIME and expiry panes of every boundary up to ``through``;
@@ -716,7 +720,7 @@ class _EmitPanesFn(beam.DoFn):
                              self._cooc.extract(entry[_COOC]))
 
 
-def _ordered(keyed, position, timestamp=None):
+def _ordered(keyed, position, timestamp):
     """``keyed`` stamped with the reader's watermark when it read the record,
     if that is earlier than the element's own time.
 
@@ -732,7 +736,7 @@ def _ordered(keyed, position, timestamp=None):
     element's own time: an element only moves ahead of timers it would have
     followed and that are not ready yet, so no window closes earlier."""
     mark = None if position is None else position.watermark_ms
-    if mark is None or (timestamp is not None and timestamp.micros <= mark * 1000):
+    if mark is None or timestamp.micros <= mark * 1000:
         return keyed
     return beam.window.TimestampedValue(keyed, Timestamp(micros=mark * 1000))
 
