@@ -75,3 +75,22 @@ def test_any_arrival_order_ends_with_one_range():
             ledger.settle(p)
         assert ledger.commit_offsets() == {("t", 0): 21}
         assert ledger.open_ranges() == 1
+
+
+def test_a_gap_is_open_until_every_earlier_message_is_settled():
+    ledger = SourceLedger()
+    assert not ledger.has_gaps()                 # nothing read yet
+    ledger.settle(pos(10, prev=9, starts_run=True))
+    assert not ledger.has_gaps()                 # [0, 11): one range from 0
+    ledger.settle(pos(13, prev=12))              # 11 and 12 still on their way
+    assert ledger.has_gaps()
+    ledger.settle(pos(12, prev=11))
+    assert ledger.has_gaps()
+    ledger.settle(pos(11))
+    assert not ledger.has_gaps()
+    ledger.settle(pos(3, partition=1))           # partition 1: its run's start not here yet
+    assert ledger.has_gaps()
+    ledger.settle(pos(0, partition=1, starts_run=True))
+    assert ledger.has_gaps()                     # 1..2 of partition 1 missing
+    ledger.settle(pos(2, partition=1, prev=0))   # offset 1 held no record
+    assert not ledger.has_gaps()

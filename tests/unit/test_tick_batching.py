@@ -104,11 +104,13 @@ class Timer:
         self.sets.append(ts)
 
 
-def streaming_fn_with_window(newest_ms):
-    """A streaming pane DoFn holding one open hourly window [T0, T0 + 1 h)
-    with one article counted, and the newest counted article at ``newest_ms``."""
+def streaming_fn_with_window(newest_ms, early_firing_seconds=1.0):
+    """A streaming pane DoFn (bounded: ``early_firing_seconds=None``) holding
+    one open hourly window [T0, T0 + 1 h) with one article counted, and the
+    newest counted article at ``newest_ms``."""
     from pipeline.aggregate import _LIVE, _STARTED
-    f = _EmitPanesFn([WindowSpec.tumbling(3600)], 1.0, 0, 10, state_in_process=True)
+    f = _EmitPanesFn([WindowSpec.tumbling(3600)], early_firing_seconds, 0, 10,
+                     state_in_process=True)
     windows = _OpenWindows()
     windows[("tumbling", T0, T0 + HOUR)] = [
         f._mentions.add_input(f._mentions.create_accumulator(),
@@ -149,3 +151,51 @@ def test_a_boundary_a_counted_article_has_passed_closes_at_once():
     assert {(p.kind, p.pane_timing) for p in panes} == {
         ("entity_counts", "ON_TIME"), ("cooccurrence", "ON_TIME")}
     assert timers["close"].sets == [] and windows.closed_through == T0 + HOUR
+
+
+def test_bounded_run_fires_the_tick_again_before_closing_an_unseen_boundary():
+    # No processing-time timers in a bounded run: the tick is set again at the
+    # same time, CLOSE_RETRIES (3) times, then the window closes (the end of
+    # the input passes every boundary and no article follows).
+    from pipeline.aggregate import CLOSE_RETRIES
+    f, windows = streaming_fn_with_window(newest_ms=T0 + HOUR - 60_000,
+                                          early_firing_seconds=None)
+    timers = {"tick": Timer(), "save": Timer(), "close": Timer()}
+    fired = Timestamp(micros=(T0 + HOUR - 1) * 1000)
+    for _ in range(3):
+        assert fire_tick(f, T0 + HOUR, timers) == []
+    assert timers["tick"].sets == [fired] * 3 and CLOSE_RETRIES == 3
+    panes = fire_tick(f, T0 + HOUR, timers)
+    assert {(p.kind, p.pane_timing) for p in panes} == {
+        ("entity_counts", "ON_TIME"), ("cooccurrence", "ON_TIME")}
+    assert timers["close"].sets == [] and windows.closed_through == T0 + HOUR
+
+
+def test_bounded_run_keeps_a_close_waiting_while_the_ledger_has_a_gap():
+    from pipeline.ledger import SourceLedger
+    f, windows = streaming_fn_with_window(newest_ms=T0 + HOUR + 5_000,
+                                          early_firing_seconds=None)
+    windows.ledger = SourceLedger()
+    windows.ledger.settle(SourcePosition("articles", 0, 0, -1, True))
+    windows.ledger.settle(SourcePosition("articles", 0, 2, 1))  # offset 1 on its way
+    timers = {"tick": Timer(), "save": Timer(), "close": Timer()}
+    for _ in range(10):  # beyond CLOSE_RETRIES: the gap keeps it open
+        assert fire_tick(f, T0 + HOUR, timers) == []
+    assert ("tumbling", T0, T0 + HOUR) in windows and windows.closed_through == 0
+    windows.ledger.settle(SourcePosition("articles", 0, 1, 0))
+    assert len(fire_tick(f, T0 + HOUR, timers)) == 2 and not windows
+
+
+def test_streaming_close_timer_waits_again_while_the_ledger_has_a_gap():
+    from pipeline.ledger import SourceLedger
+    f, windows = streaming_fn_with_window(newest_ms=T0 + HOUR + 5_000)
+    windows.ledger = SourceLedger()
+    windows.ledger.settle(SourcePosition("articles", 0, 2, 1))  # 0 and 1 on their way
+    timers = {"tick": Timer(), "save": Timer(), "close": Timer()}
+    assert fire_tick(f, T0 + HOUR, timers) == [] and len(timers["close"].sets) == 1
+    close = list(f.on_close(Cell(), Cell(2), timers["tick"], timers["save"], timers["close"]))
+    assert close == [] and len(timers["close"].sets) == 2       # armed again
+    windows.ledger.settle(SourcePosition("articles", 0, 0, -1, True))
+    windows.ledger.settle(SourcePosition("articles", 0, 1, 0))
+    close = list(f.on_close(Cell(), Cell(3), timers["tick"], timers["save"], timers["close"]))
+    assert len(close) == 2 and windows.closed_through == T0 + HOUR

@@ -55,3 +55,18 @@ def test_a_far_future_record_timestamp_does_not_move_the_watermark(monkeypatch):
     assert est.partition_watermark(0) == Timestamp(micros=30_000 * 1000)
     est.record(0, (1000 + 3600) * 1000)            # an hour ahead: counts
     assert est.partition_watermark(0) == Timestamp(micros=(1000 + 3600) * 1_000_000)
+
+
+def test_reported_is_the_last_reported_watermark_not_the_idle_clock(monkeypatch):
+    # A call that starts 10 s after the last one (a slow NER bundle in between)
+    # must not stamp its records with the idle clock: nothing has been read yet.
+    now = [1000.0]
+    monkeypatch.setattr(kafka_read.time, "time", lambda: now[0])
+    est = estimator(1000.0, partitions=(0,))
+    est.record(0, 500_000)
+    assert est.current_watermark() == Timestamp(500)       # reported at the checkpoint
+    resumed = _TopicWatermarkEstimator(est.get_estimator_state())
+    now[0] = 1010.0
+    assert resumed.reported() == Timestamp(500)
+    assert resumed.current_watermark() == Timestamp(1005)  # what idleness would give
+    assert resumed.reported() == Timestamp(1005)           # once it has been reported
