@@ -25,7 +25,7 @@ _LOG = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
 _NAME = "aggregation.pickle"
-_FORMAT = 1
+_FORMAT = 2  # 2: WindowBook snapshots (pipeline/checkpointer.py)
 
 CHECKPOINT_SECONDS = Histogram("entitystream_checkpoint_duration_seconds",
                                "Time to write one aggregation checkpoint.")
