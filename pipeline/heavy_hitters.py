@@ -16,9 +16,11 @@ DataSketches' frequent-items sketch). What it reports is bounded:
   a merge adds the counters and the errors, then reduces);
 * an item not held has a true count of at most ``error``.
 
-``view()`` reports the top ``k`` without changing the summary (it reduces a
-copy when more are held, and adds that reduction to the error it reports),
-so emitting a pane never changes what later panes say.
+``view()`` reports the ``k`` largest counters held, as they are, without
+changing the summary (emitting a pane never changes what later panes say).
+A pair it does not report has a true count of at most the smallest
+``count_upper`` it reports: either it is not held (true <= ``error``) or its
+counter is at most the smallest reported one.
 
 Each item also carries a second, auxiliary count (``articles``: the
 articles that brought it) with the same bounds: it is counted exactly while
@@ -93,14 +95,11 @@ class FrequentItems:
             self.error += _reduce(self.counters, self.capacity)
 
     def view(self) -> List[Estimate]:
-        """At most ``capacity`` items, by estimate (ties by item), with bounds."""
-        counters, error = self.counters, self.error
-        if len(counters) > self.capacity:
-            counters = {k: list(v) for k, v in counters.items()}
-            error += _reduce(counters, self.capacity)
-        ranked = sorted(counters.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        """The ``capacity`` largest counters, by estimate (ties by item), with bounds."""
+        error = self.error
+        ranked = sorted(self.counters.items(), key=lambda kv: (-kv[1][0], kv[0]))
         return [Estimate(item, count, count + error, articles, articles + error)
-                for item, (count, articles) in ranked]
+                for item, (count, articles) in ranked[:self.capacity]]
 
 
 def _reduce(counters: Dict[object, List[int]], k: int) -> int:
