@@ -130,6 +130,57 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _after_ms(delay_ms: int) -> Timestamp:
+    """A processing-time timer ``delay_ms`` from now."""
+    return Timestamp(micros=(_now_ms() + delay_ms) * 1000)
+
+
+def _emitted(state, panes):
+    """``panes``, counted and kept as pending until the next checkpoint."""
+    for pane in panes:
+        PANES.labels(pane.kind, pane.pane_timing).inc()
+        Checkpointer.remember(state, (pane.kind, pane.window_start_ms, pane.window_end_ms), pane)
+    return panes
+
+
+def _book_article(state, item, now_ms):
+    """Settle ``item`` in the ledger and count it in the book, with its metrics:
+    ``(Added or None when not counted, outputs)``."""
+    if item.position is not None and state.ledger.is_settled(item.position):
+        SETTLED.labels("replayed").inc()  # counted before a restart
+        return None, []
+    if item.position is not None:
+        state.ledger.settle(item.position)
+    if item.article_id is None:
+        SETTLED.labels("dead_letter").inc()
+        return None, []
+    added = state.book.add(item, now_ms)
+    SETTLED.labels(added.outcome).inc()
+    if added.outcome == "duplicate":
+        DUPLICATES.inc()
+        return None, []
+    AGGREGATED_LANGUAGES.labels(_language_label(item.language)).inc()
+    if added.late is None:
+        return added, []
+    LATE.inc()
+    Checkpointer.remember(state, (LATE_ARTICLES, item.article_id), added.late)
+    return added, [beam.pvalue.TaggedOutput(LATE_ARTICLES, added.late)]
+
+
+def _set_tick(state, tick):
+    """The tick timer at the book's next close (moved later only here: PRISM-5)."""
+    state.timers.next_tick = state.book.next_event_time()
+    if state.timers.next_tick is not None:
+        tick.set(_at_ms(state.timers.next_tick))
+
+
+def _arm_close(state, close):
+    """Make sure the close timer fires CLOSE_GRACE_SECONDS from now (or sooner)."""
+    if not state.timers.close:
+        close.set(_after_ms(int(CLOSE_GRACE_SECONDS * 1000)))
+        state.timers.close = True
+
+
 class _EmitPanesFn(beam.DoFn):
     """(key, _Input) -> WindowPane, plus ``late_articles`` dicts: elements and
     timers mapped onto the ``WindowBook`` (module docstring)."""
@@ -162,27 +213,13 @@ class _EmitPanesFn(beam.DoFn):
     def _new_state(self):
         return AggregationState(WindowBook(**self._book_settings))
 
-    def _emit(self, state, panes):
-        for pane in panes:
-            PANES.labels(pane.kind, pane.pane_timing).inc()
-            Checkpointer.remember(state, (pane.kind, pane.window_start_ms, pane.window_end_ms),
-                                  pane)
-        return panes
-
-    def _set_tick(self, state, tick):
-        state.timers.next_tick = state.book.next_event_time()
-        if state.timers.next_tick is not None:
-            tick.set(_at_ms(state.timers.next_tick))
-
-    def _checkpoint(self, state, save, now_ms, due=False, wait=False):
+    def _checkpoint(self, state, save, due=False, wait=False):
         """Save when ``due`` or the interval has passed, else make sure the save timer is set."""
-        cp = self._checkpointer
-        if cp is None:
-            return
-        if due or cp.is_due(time.monotonic()):
-            cp.save(state, time.monotonic(), wait=wait)
-        elif self._early_ms is not None and not state.timers.save:
-            save.set(Timestamp(micros=(now_ms + self._interval_ms) * 1000))
+        cp, now_s = self._checkpointer, time.monotonic()
+        if cp is not None and (due or cp.is_due(now_s)):
+            cp.save(state, now_s, wait=wait)
+        elif cp is not None and self._early_ms is not None and not state.timers.save:
+            save.set(_after_ms(self._interval_ms))
             state.timers.save = True
 
     def _restore(self, cells, tick):
@@ -191,7 +228,7 @@ class _EmitPanesFn(beam.DoFn):
         if restored is None:
             return []
         state, outputs = restored
-        self._set_tick(state, tick)
+        _set_tick(state, tick)
         self._store.store(state, *cells)
         return outputs
 
@@ -207,29 +244,14 @@ class _EmitPanesFn(beam.DoFn):
             live.started = True  # once per process and step (PRISM-3: old snapshots)
         with self._session(cells) as state:
             out += self._count(state, item, now_ms, firing, tick)
-            self._checkpoint(state, save, now_ms)
+            self._checkpoint(state, save)
         yield from out
 
     def _count(self, state, item, now_ms, firing, tick):
-        if item.position is not None and state.ledger.is_settled(item.position):
-            SETTLED.labels("replayed").inc()  # counted before a restart
-            return []
-        if item.position is not None:
-            state.ledger.settle(item.position)
-        if item.article_id is None:
-            SETTLED.labels("dead_letter").inc()
-            return []
-        added = state.book.add(item, now_ms)
-        SETTLED.labels(added.outcome).inc()
-        if added.outcome == "duplicate":
-            DUPLICATES.inc()
-            return []
-        AGGREGATED_LANGUAGES.labels(_language_label(item.language)).inc()
-        out, timers = [], state.timers
-        if added.late is not None:
-            LATE.inc()
-            Checkpointer.remember(state, (LATE_ARTICLES, item.article_id), added.late)
-            out.append(beam.pvalue.TaggedOutput(LATE_ARTICLES, added.late))
+        added, out = _book_article(state, item, now_ms)
+        if added is None:
+            return out
+        timers = state.timers
         if added.target_ms is not None and (timers.next_tick is None
                                             or added.target_ms < timers.next_tick):
             tick.set(_at_ms(added.target_ms))  # only ever earlier here (PRISM-5)
@@ -237,7 +259,7 @@ class _EmitPanesFn(beam.DoFn):
         if self._early_ms is not None:
             due = state.book.next_processing_time()
             if now_ms >= due:  # from here, not only the timer (PRISM-8)
-                out += self._emit(state, state.book.dirty_panes(now_ms))
+                out += _emitted(state, state.book.dirty_panes(now_ms))
             elif not timers.firing:
                 firing.set(Timestamp(micros=due * 1000))
                 timers.firing = True
@@ -248,7 +270,7 @@ class _EmitPanesFn(beam.DoFn):
                   version_cell=beam.DoFn.StateParam(VERSION)):
         with self._session((state_cell, version_cell)) as state:
             state.timers.firing = False
-            out = self._emit(state, state.book.dirty_panes(_now_ms()))
+            out = _emitted(state, state.book.dirty_panes(_now_ms()))
         yield from out
 
     @userstate.on_timer(SAVE)
@@ -256,7 +278,7 @@ class _EmitPanesFn(beam.DoFn):
                 version_cell=beam.DoFn.StateParam(VERSION), save=beam.DoFn.TimerParam(SAVE)):
         with self._session((state_cell, version_cell)) as state:
             state.timers.save = False
-            self._checkpoint(state, save, _now_ms(), due=True)  # set an interval ago
+            self._checkpoint(state, save, due=True)  # set an interval ago
 
     @userstate.on_timer(TICK)
     def on_tick(self, fired=beam.DoFn.TimestampParam,
@@ -271,7 +293,7 @@ class _EmitPanesFn(beam.DoFn):
             action, timers = close_action(state, through, self._early_ms is not None), state.timers
             if action == "defer":  # PRISM-7
                 timers.deferred_through = max(timers.deferred_through, through)
-                self._arm_close(state, close)
+                _arm_close(state, close)
             elif action == "retry":  # PRISM-7, bounded: fire again after what arrived
                 timers.close_retries += 1
                 tick.set(fired)
@@ -289,28 +311,21 @@ class _EmitPanesFn(beam.DoFn):
         with self._session((state_cell, version_cell)) as state:
             state.timers.close = False
             if state.ledger.has_gaps():
-                self._arm_close(state, close)  # wait again while the gap stays open
+                _arm_close(state, close)  # wait again while the gap stays open
             else:
                 through = max(state.book.closed_through, state.timers.deferred_through)
                 out = self._close(state, through, tick, save)
         yield from out
 
-    @staticmethod
-    def _arm_close(state, close):
-        """Make sure the close timer fires CLOSE_GRACE_SECONDS from now (or sooner)."""
-        if not state.timers.close:
-            close.set(Timestamp(micros=(_now_ms() + int(CLOSE_GRACE_SECONDS * 1000)) * 1000))
-            state.timers.close = True
-
     def _close(self, state, through, tick, save):
-        """Panes of every boundary up to ``through``; re-arm the tick (moved
-        later only here, after it fired: PRISM-5); when every window has
-        closed (the end of a bounded input), checkpoint and wait for the commit."""
-        now_ms, had_windows = _now_ms(), len(state.book) > 0
-        out = self._emit(state, state.book.close_through(through, now_ms))
-        self._set_tick(state, tick)
+        """Panes of every boundary up to ``through``; re-arm the tick; when every
+        window has closed (the end of a bounded input), checkpoint and wait for
+        the commit."""
+        had_windows = len(state.book) > 0
+        out = _emitted(state, state.book.close_through(through, _now_ms()))
+        _set_tick(state, tick)
         state.complete = had_windows and not len(state.book)
-        self._checkpoint(state, save, now_ms, due=state.complete, wait=state.complete)
+        self._checkpoint(state, save, due=state.complete, wait=state.complete)
         return out
 
 

@@ -142,7 +142,11 @@ def start(settings: Settings, beam_args=()):
     build(p, settings, bootstrap)
     _LOG.info("running on %s: topic %s at %s -> %s", settings.runner, settings.topic,
               bootstrap, settings.output_dir)
-    return p.run()
+    result = p.run()
+    # The graph holds the aggregation's StateStore, whose in-process copy must
+    # outlive DoFns the SDK tears down when idle (docs/runner-notes.md SDK-2).
+    result.entitystream_pipeline = p
+    return result
 
 
 def cancel(result):

@@ -127,6 +127,37 @@ class _Family:
         window.emitted = seq
         return panes
 
+    def count(self, b, starts, article, seq, top_k, lateness_ms):
+        """Add ``article`` to bucket ``b`` (opening it and its windows ``starts``);
+        return the earliest target among those windows."""
+        bucket = self.buckets.get(b)
+        if bucket is None:
+            fam = self.spec.family
+            bucket = self.buckets[b] = Bucket(
+                MentionTally(), CooccurrenceTally.empty(top_k) if KINDS[fam][1] else None,
+                set() if fam == TUMBLING else None)
+            for s in starts:
+                if s not in self.windows:
+                    self.windows[s] = Window(s, self.end_of(s))
+        bucket.mentions.add(article.tally)
+        if bucket.cooc is not None:
+            bucket.cooc.add(article.cooc)
+        if bucket.ids is not None:
+            bucket.ids.add(article.article_id)
+        bucket.changed = seq
+        windows = [self.windows.get(s) for s in starts]
+        return min((self.target(w, lateness_ms) for w in windows if w is not None), default=None)
+
+    def keeps_pane(self, start_ms, end_ms, pane_index, closed_through, lateness_ms):
+        """Whether a pane file of this family is accounted for (see WindowBook)."""
+        running = self.spec.family == RUNNING
+        w = self.windows.get(0 if running else start_ms)
+        if w is not None:
+            return pane_index < w.pane_index
+        # Not open: closed before (keep), or opened after the snapshot.
+        end_ms, lateness_ms = (RUNNING_END_MS, 0) if running else (end_ms, lateness_ms)
+        return end_ms + lateness_ms <= closed_through
+
     def drop_closed_buckets(self, through, lateness_ms):
         """Buckets no open window holds any more (the last one holding a bucket
         starts at it)."""
@@ -190,46 +221,21 @@ class WindowBook:
             if family.spec.family == TUMBLING and bucket and article.article_id in bucket.ids:
                 return Added("duplicate")
         self._seq += 1
-        target = None
-        for family, b, starts in placed:
-            target = self._count(family, b, starts, article, target)
+        targets = [family.count(b, starts, article, self._seq, self._top_k, lateness)
+                   for family, b, starts in placed]
+        target = min((t for t in targets if t is not None), default=None)
         newest = min(t, now_ms)  # a future article: the clock
         if self.newest_ms is None or newest > self.newest_ms:
             self.newest_ms = newest
         if not expired_ends:
             return Added("aggregated", None, target)
+        every = sum(len(f.starts_over(f.bucket_of(t))) for f in self._families.values())
         late = {"article_id": article.article_id, "published_at": t,
-                "expired_windows": sum(len(f.starts_over(f.bucket_of(t))) for f in
-                                       self._families.values()) - counted,
-                "counted_windows": counted,
+                "expired_windows": every - counted, "counted_windows": counted,
                 # A lower bound: the book is told only that boundaries passed.
                 "late_by_at_least_ms": closed - min(expired_ends) - lateness,
                 "detected_at": now_ms}
         return Added("late", late, target)
-
-    def _count(self, family, b, starts, article, target):
-        bucket = family.buckets.get(b)
-        if bucket is None:
-            fam = family.spec.family
-            bucket = family.buckets[b] = Bucket(
-                MentionTally(),
-                CooccurrenceTally.empty(self._top_k) if KINDS[fam][1] else None,
-                set() if fam == TUMBLING else None)
-            for s in starts:
-                if s not in family.windows:
-                    family.windows[s] = Window(s, family.end_of(s))
-        bucket.mentions.add(article.tally)
-        if bucket.cooc is not None:
-            bucket.cooc.add(article.cooc)
-        if bucket.ids is not None:
-            bucket.ids.add(article.article_id)
-        bucket.changed = self._seq
-        for s in starts:
-            w = family.windows.get(s)
-            if w is not None:
-                t = family.target(w, self._lateness_ms)
-                target = t if target is None else min(target, t)
-        return target
 
     def close_through(self, watermark, now_ms) -> List[WindowPane]:
         """Panes of every window whose end (ON_TIME) or expiry (final LATE) is
@@ -285,15 +291,9 @@ class WindowBook:
 
     def keeps_pane(self, kind, start_ms, end_ms, pane_index) -> bool:
         """Whether the book accounts for this pane (a restore keeps its file)."""
-        family = FAMILY_OF_KIND.get(kind)
-        if family not in self._families:
-            return True
-        w = self._families[family].windows.get(0 if family == RUNNING else start_ms)
-        if w is not None:
-            return pane_index < w.pane_index
-        # Not open: closed before (keep), or opened after the snapshot.
-        lateness = 0 if family == RUNNING else self._lateness_ms
-        return (RUNNING_END_MS if family == RUNNING else end_ms) + lateness <= self.closed_through
+        family = self._families.get(FAMILY_OF_KIND.get(kind))
+        return family is None or family.keeps_pane(start_ms, end_ms, pane_index,
+                                                   self.closed_through, self._lateness_ms)
 
     def snapshot(self) -> dict:
         """The book as plain picklable data (shared, not copied: pickle it
