@@ -102,13 +102,18 @@ def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: boo
                       # Both runners here fail the job on a failed bundle; with
                       # the SDK worker in this process the state may stay here.
                       state_in_process=workers_in_process))
-    aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
+    late = aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
         output_dir=settings.output_dir)
     if settings.aggregates_topic:
         aggregated.panes | "PublishAggregates" >> PublishAggregates(
             bootstrap_servers=bootstrap_servers, topic=settings.aggregates_topic,
             producer_config=security)
-    return aggregated.panes | "WriteAggregates" >> WriteWindowPanes(output_dir=settings.output_dir)
+    written = aggregated.panes | "WriteAggregates" >> WriteWindowPanes(
+        output_dir=settings.output_dir)
+    if not workers_in_process:  # the workers' counts reach /metrics as Beam metrics
+        (written, late) | "AllWritten" >> beam.Flatten() | "ReportMetrics" >> (
+            metrics.ReportMetricsToBeam())
+    return written
 
 
 def resolve_bootstrap(settings: Settings) -> str:
@@ -223,8 +228,10 @@ def run(argv=None):
                              "0 for none (default %(default)s)")
     args, beam_args = parser.parse_known_args(argv)
     settings = from_args(args)
+    job_metrics = metrics.BeamJobMetrics() if external_workers(beam_args) else None
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port, settings.metrics_host)
+        metrics.serve(settings.metrics_port, settings.metrics_host, registry=(
+            metrics.REGISTRY if job_metrics is None else metrics.job_registry(job_metrics)))
         print(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", flush=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -234,6 +241,8 @@ def run(argv=None):
         if args.status_interval_seconds > 0:  # before start(): the direct runner blocks in it
             reporter = status.StatusReporter(args.status_interval_seconds).start()
         result = start(settings, beam_args)
+        if job_metrics is not None:
+            job_metrics.attach(result)
         state = wait(result, stop) if settings.runner == "prism" else result.wait_until_finish()
     finally:
         signal.signal(signal.SIGINT, previous)

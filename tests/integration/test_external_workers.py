@@ -8,7 +8,9 @@ Through the real broker, bounded runs over the seeds (full extraction) and
 a Reuters slice (rules-only, phrase-only tracked entities, so that it is
 quick) must give every final aggregate equal to ``oracle.brute_force``, and
 equal to the same run with LOOPBACK workers. Co-occurrence caps are set
-above anything in the input so that pairs are exact too.
+above anything in the input so that pairs are exact too. The workers'
+prometheus-client counts reach the launcher as Beam metrics
+(``pipeline/metrics.py``, ``BeamJobMetrics``): the books must balance there.
 """
 import os
 import pathlib
@@ -21,6 +23,7 @@ import pytest
 
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output
+from pipeline.metrics import BeamJobMetrics
 from pipeline.run import start
 from pipeline.settings import Settings
 from tests.integration.oracle import brute_force, describe, differences, final_rows, mentions_of
@@ -68,9 +71,12 @@ def run(bootstrap, topic, out, beam_args, **settings):
                         runner="prism", bounded=True, group_id=f"g-{out.name}-{topic}",
                         metrics_port=0, tracked_tuples=TUPLES, **WIDE, **settings)
     started = time.monotonic()
-    state = start(settings, beam_args).wait_until_finish()
+    result = start(settings, beam_args)
+    state = result.wait_until_finish()
     assert str(state).endswith("DONE"), state
-    return final_rows(inspect_output.load(out)), time.monotonic() - started
+    job_metrics = BeamJobMetrics()
+    job_metrics.attach(result)
+    return final_rows(inspect_output.load(out)), time.monotonic() - started, job_metrics.values()
 
 
 def external(port):
@@ -79,12 +85,20 @@ def external(port):
 
 def check_both_ways(bootstrap, topic, tmp_path, articles, want, worker_pool, **settings):
     publish(articles, bootstrap_servers=bootstrap, topic=topic)
-    got, external_s = run(bootstrap, topic, tmp_path / "external", external(worker_pool),
-                          **settings)
+    got, external_s, counted = run(bootstrap, topic, tmp_path / "external",
+                                   external(worker_pool), **settings)
     assert not any(differences(got, want)), describe(*differences(got, want))
-    loopback, loopback_s = run(bootstrap, topic, tmp_path / "loopback", [], **settings)
+    loopback, loopback_s, _ = run(bootstrap, topic, tmp_path / "loopback", [], **settings)
     assert loopback == got
-    # The state stayed in the runner: nothing of the aggregation in this process.
+    # The books, as the workers counted them and the launcher would serve them.
+    n = len(articles)
+    value = lambda name, **labels: sum(v for (s, ls), v in counted.items()
+                                       if s == name and set(labels.items()) <= set(ls))
+    assert value("entitystream_articles_consumed_total") == n, counted
+    assert (value("entitystream_messages_settled_total", outcome="aggregated")
+            + value("entitystream_messages_settled_total", outcome="duplicate")) == n
+    assert value("entitystream_panes_emitted_total") > 0
+    assert value("entitystream_avro_written_bytes_total", kind="entity_counts") > 0
     return external_s, loopback_s
 
 
