@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/side_by_side.py --other /work/main --articles 5000 \
         [--rounds 2] [--flags "--rules-only --tracked-entities tests/fixtures/reuters_tracked_entities.json"]
+    .venv/bin/python benchmarks/side_by_side.py --other . --other-flags \
+        "--environment_type=EXTERNAL --environment_config=localhost:PORT" ...
 
 Publishes ``--articles`` Reuters articles (``benchmarks/workloads.py``) to a
 fresh topic once, then runs ``entitystream run --bounded --runner prism`` of
@@ -9,8 +11,10 @@ fresh topic once, then runs ``entitystream run --bounded --runner prism`` of
 ..., each in a process of its own, and prints per run the steady rate (first
 article read to last pane written), the CPU seconds of the process tree over
 that span (``benchmarks/endtoend.py``), the panes, and the ratio of this
-checkout to the other from the means. The machine is shared: only the
-ratios of one invocation mean something.
+checkout to the other from the means. ``--other-flags`` are added to the
+other side's flags only (e.g. SDK workers in a worker pool against LOOPBACK,
+with ``--other .``). The machine is shared: only the ratios of one
+invocation mean something.
 """
 import argparse
 import pathlib
@@ -53,8 +57,10 @@ def main(argv=None):
     parser.add_argument("--articles", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--flags", default="", help="more flags for entitystream run")
+    parser.add_argument("--other-flags", default="", help="flags for the other side only")
     args = parser.parse_args(argv)
     flags = shlex.split(args.flags)
+    side_flags = {"other": flags + shlex.split(args.other_flags), "this": flags}
     sides = {"other": _process_class(args.other), "this": pipeline_process.PipelineProcess}
     results = {"other": [], "this": []}
     with kafka() as bootstrap, tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +71,7 @@ def main(argv=None):
                     endtoend.PipelineProcess = cls
                     out = pathlib.Path(tmp) / f"{side}{r}"
                     run = endtoend.run_pipeline(topic, bootstrap, out, out.with_suffix(".log"),
-                                                args.articles, flags)
+                                                args.articles, side_flags[side])
                     rate = args.articles / run.steady_s
                     results[side].append((rate, run.cpu_s))
                     print(f"{side:5} round {r}: {rate:7.1f} articles/s, {run.cpu_s:6.1f} CPU s "
