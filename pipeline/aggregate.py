@@ -74,7 +74,7 @@ __all__ = ["AggregateEntities", "tally_article", "KINDS", "ENTITY_COUNTS", "COOC
 
 ENTITY_COUNTS = "entity_counts"
 COOCCURRENCE = "cooccurrence"
-_ALL = "all"  # one key: every open window in one state cell
+_ALL = "all"  # one key: every open window under it (pipeline/aggregation_state.py)
 _LOG = logging.getLogger(__name__)
 
 PANES = Counter("entitystream_panes_emitted",
