@@ -44,7 +44,7 @@ class Timers:
 @dataclass
 class AggregationState(CacheAware):
     """Everything under the aggregation's key. Tells Beam's state cache a
-    rough weight instead of letting it walk every window (BEAM-SDK-1)."""
+    rough weight instead of letting it walk every window (SDK-1)."""
     book: WindowBook
     ledger: SourceLedger = field(default_factory=SourceLedger)
     pending: dict = field(default_factory=dict)  # outputs since the last checkpoint
@@ -93,7 +93,7 @@ class StateStore:
 
     Picklable: the launcher builds it, each DoFn copy calls ``setup`` in its
     worker. The launcher's own copy holds the ``LiveCopy`` too, so that the
-    SDK's teardown of idle DoFns never drops it (SDK-IDLE-TEARDOWN)."""
+    SDK's teardown of idle DoFns never drops it (SDK-2)."""
 
     def __init__(self, *, state_in_process: bool):
         self.state_in_process = state_in_process
