@@ -65,6 +65,8 @@ from pipeline.aggregation_state import (AggregationState, StateStore, close_acti
 from pipeline.checkpointer import Checkpointer
 from pipeline.cooccurrence import DEFAULT_TUPLES, article_cooccurrence
 from pipeline.ledger import SourcePosition
+from pipeline.stories import (DEFAULT_HORIZON_SECONDS, DEFAULT_MAX_ARTICLES, DEFAULT_THRESHOLD,
+                              StoryIndex)
 from pipeline.tallies import tally_article
 from pipeline.window_book import KINDS, LATE_ARTICLES, WindowBook
 from pipeline.windows import WindowSpec
@@ -114,6 +116,9 @@ class _Input(NamedTuple):
     cooc: object
     language: str
     position: Optional[SourcePosition]
+    source: Optional[str] = None      # the outlet
+    signature: Optional[bytes] = None  # pipeline/stories.py
+    story_id: Optional[str] = None    # set by the pane DoFn from its StoryIndex
 
 
 def _checkpoint_failed():
@@ -154,6 +159,11 @@ def _book_article(state, item, now_ms):
     if item.article_id is None:
         SETTLED.labels("dead_letter").inc()
         return None, []
+    if state.stories is not None:  # near-duplicates: one story (pipeline/stories.py)
+        item = item._replace(story_id=state.stories.assign(
+            item.article_id, item.published_ms, item.signature))
+    else:
+        item = item._replace(story_id=item.article_id)
     added = state.book.add(item, now_ms)
     SETTLED.labels(added.outcome).inc()
     if added.outcome == "duplicate":
@@ -192,8 +202,10 @@ class _EmitPanesFn(beam.DoFn):
     SAVE = userstate.TimerSpec("checkpoint", TimeDomain.REAL_TIME)
     CLOSE = userstate.TimerSpec("close", TimeDomain.REAL_TIME)
 
-    def __init__(self, *, book_settings, store, checkpointer=None, checkpoint_interval_s=5.0):
+    def __init__(self, *, book_settings, store, checkpointer=None, checkpoint_interval_s=5.0,
+                 story_settings=None):
         self._book_settings = dict(book_settings)
+        self._story_settings = None if story_settings is None else dict(story_settings)
         self._early_ms = book_settings["early_firing_ms"]  # None: bounded, no processing time
         self._store = store
         self._checkpointer = checkpointer
@@ -211,7 +223,9 @@ class _EmitPanesFn(beam.DoFn):
             self._store.store(state, *cells)
 
     def _new_state(self):
-        return AggregationState(WindowBook(**self._book_settings))
+        stories = (None if self._story_settings is None
+                   else StoryIndex(**self._story_settings))
+        return AggregationState(WindowBook(**self._book_settings), stories=stories)
 
     def _checkpoint(self, state, save, due=False, wait=False):
         """Save when ``due`` or the interval has passed, else make sure the save timer is set."""
@@ -224,7 +238,7 @@ class _EmitPanesFn(beam.DoFn):
 
     def _restore(self, cells, tick):
         """A job's first call in this process: start from the latest checkpoint."""
-        restored = self._checkpointer.restore(self._book_settings)
+        restored = self._checkpointer.restore(self._book_settings, self._story_settings)
         if restored is None:
             return []
         state, outputs = restored
@@ -366,7 +380,8 @@ class _TallyArticleFn(beam.DoFn):
                 TUPLE_ARTICLES.labels(self._names[key]).inc()
         yield _ordered((_ALL, _Input(article.article_id, article.published_at_ms,
                                      tally_article(article), cooc, article.language,
-                                     article.position)), article.position, timestamp)
+                                     article.position, article.source, article.signature)),
+                       article.position, timestamp)
 
 
 @beam.typehints.with_output_types(beam.typehints.KV[str, _Input])
@@ -408,6 +423,10 @@ class AggregateEntities(beam.PTransform):
       on_checkpoint: called after each checkpoint with ``({(topic,
         partition): next offset}, wait=bool)``: commit them
         (``connectors.kafka_offsets.CommitOffsets``).
+      story_threshold, story_horizon_seconds, story_index_size: near-duplicate
+        stories (``pipeline/stories.py``; an article needs its ``signature``
+        from ``SignStories`` to be matched); ``story_threshold=0``: off, each
+        article its own story.
       state_in_process: keep the open windows in this process (and the
         checkpoints) rather than in the runner's state (default False). Only
         for runners whose SDK worker runs in the launching process and fail
@@ -424,8 +443,16 @@ class AggregateEntities(beam.PTransform):
                  sliding_period_seconds=3600, early_firing_seconds=5.0,
                  allowed_lateness_seconds=0, max_entities_per_article=20, top_k_pairs=1000,
                  tracked_tuples=DEFAULT_TUPLES, checkpoint=None, checkpoint_interval_seconds=5.0,
-                 on_checkpoint=None, state_in_process=False):
+                 on_checkpoint=None, state_in_process=False, story_threshold=DEFAULT_THRESHOLD,
+                 story_horizon_seconds=DEFAULT_HORIZON_SECONDS,
+                 story_index_size=DEFAULT_MAX_ARTICLES):
         super().__init__()
+        # Validated here, when the transform is built (0: stories off).
+        self._stories = None if not story_threshold else dict(
+            threshold=story_threshold, horizon_ms=int(story_horizon_seconds * 1000),
+            max_articles=story_index_size)
+        if self._stories is not None:
+            StoryIndex(**self._stories)
         if checkpoint_interval_seconds <= 0:
             raise ValueError(f"checkpoint_interval_seconds must be > 0, got "
                              f"{checkpoint_interval_seconds}")
@@ -467,6 +494,7 @@ class AggregateEntities(beam.PTransform):
         return tallied | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
             book_settings=book_settings,
             store=StateStore(state_in_process=self._state_in_process),
-            checkpointer=checkpointer, checkpoint_interval_s=interval_s)
+            checkpointer=checkpointer, checkpoint_interval_s=interval_s,
+            story_settings=self._stories)
         ).with_outputs(LATE_ARTICLES, main="panes")
 

@@ -1,7 +1,8 @@
 """The aggregation's state under its one key, and where it is kept.
 
 ``AggregationState`` is everything the pane DoFn keeps: the ``WindowBook``,
-the ``SourceLedger`` of settled messages, the outputs emitted since the last
+the ``StoryIndex`` of recent articles (near-duplicate stories), the
+``SourceLedger`` of settled messages, the outputs emitted since the last
 checkpoint, and the bookkeeping of its timers (``Timers``).
 
 ``StateStore`` loads and stores it for one bundle, either in the runner's
@@ -20,6 +21,7 @@ from apache_beam.runners.worker.statecache import CacheAware
 from apache_beam.utils.shared import Shared
 
 from pipeline.ledger import SourceLedger
+from pipeline.stories import StoryIndex
 from pipeline.window_book import WindowBook
 
 __all__ = ["AggregationState", "Timers", "LiveCopy", "StateStore", "close_action",
@@ -50,6 +52,7 @@ class AggregationState(CacheAware):
     pending: dict = field(default_factory=dict)  # outputs since the last checkpoint
     timers: Timers = field(default_factory=Timers)
     complete: bool = False  # every window closed at the end of a bounded input
+    stories: Optional[StoryIndex] = None  # near-duplicate stories; None: off
 
     def get_referents_for_cache(self):
         return []

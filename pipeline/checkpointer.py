@@ -1,7 +1,8 @@
 """Checkpoints of the aggregation: what they hold, when they are written, the
 offset commit after each, and the restore of a new job.
 
-A checkpoint holds the ``WindowBook`` snapshot, the ``SourceLedger``, the
+A checkpoint holds the ``WindowBook`` snapshot, the ``StoryIndex`` (so that
+a restarted job gives the same story ids), the ``SourceLedger``, the
 outputs emitted since the previous checkpoint (``pending``: a restarted job
 emits them again, same file names and content, since the lost run may not
 have written them) and whether a bounded run had finished its input. The
@@ -15,6 +16,7 @@ import logging
 import apache_beam as beam
 
 from pipeline.aggregation_state import AggregationState
+from pipeline.stories import StoryIndex
 from pipeline.window_book import LATE_ARTICLES, WindowBook
 
 __all__ = ["Checkpointer"]
@@ -48,7 +50,8 @@ class Checkpointer:
         """Write a checkpoint, then commit the offsets it settles (``wait``:
         until committed). False when it could not be written (retried later)."""
         self._last = now_s
-        snapshot = {"book": state.book.snapshot(), "ledger": state.ledger,
+        snapshot = {"book": state.book.snapshot(), "stories": state.stories,
+                    "ledger": state.ledger,
                     "pending": state.pending, "complete": state.complete}
         try:
             self._files.save(snapshot)
@@ -66,7 +69,7 @@ class Checkpointer:
             self._on_commit(offsets, wait=wait)
         return True
 
-    def restore(self, book_settings):
+    def restore(self, book_settings, story_settings=None):
         """``(state, outputs to emit again)`` from the latest checkpoint, or None.
 
         Pane files the lost run wrote after the checkpoint are removed (this
@@ -88,7 +91,8 @@ class Checkpointer:
                          "through %d, next offsets %s", self._files.path, len(book),
                          book.closed_through, ledger.commit_offsets())
             self._files.discard_panes(book.keeps_pane)
-        state = AggregationState(book, ledger, pending)
+        state = AggregationState(book, ledger, pending,
+                                 stories=_stories(snapshot.get("stories"), story_settings))
         return state, list(self._reemit(pending))
 
     @staticmethod
@@ -98,3 +102,18 @@ class Checkpointer:
                 yield beam.pvalue.TaggedOutput(LATE_ARTICLES, output)
             else:
                 yield output
+
+
+def _stories(saved, story_settings):
+    """The checkpoint's ``StoryIndex`` when this run counts stories the same
+    way; a new one when the checkpoint had none; an error when they differ."""
+    if story_settings is None:
+        return None
+    fresh = StoryIndex(**story_settings)
+    if saved is None:
+        return fresh
+    if saved.settings() != fresh.settings():
+        raise ValueError(f"the checkpoint's story settings {saved.settings()} (threshold, "
+                         f"horizon ms, index size) differ from this run's {fresh.settings()}; "
+                         "run with the same --story-* flags or move the checkpoint away")
+    return saved

@@ -417,7 +417,8 @@ class _RecogniseEntitiesFn(beam.DoFn):
                     TRACKED_MENTIONS.labels(m.entity_id).inc()
             yield WindowedValue(
                 ArticleEntities(article.id, article.published_at_ms, mentions,
-                                article.language, article.position),
+                                article.language, article.position, article.source,
+                                article.signature),
                 wv.timestamp, wv.windows, wv.pane_info)
 
 

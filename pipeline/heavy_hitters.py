@@ -27,6 +27,10 @@ articles that brought it) with the same bounds: it is counted exactly while
 the item is held, and what a dropped item had brought is at most its
 dropped weight (each article brings a weight of at least 1), itself at most
 ``error``.
+
+Each item also keeps the distinct stories and outlets (``source`` values) of
+the articles that brought it, exactly while it is held: reported as lower
+bounds (a dropped and re-added item starts them again).
 """
 import heapq
 from typing import Dict, List, NamedTuple
@@ -41,6 +45,8 @@ class Estimate(NamedTuple):
     count_upper: int     # the true count is at most this
     articles: int        # lower bound
     articles_upper: int  # upper bound
+    stories: int = 0     # lower bound: distinct stories while held
+    outlets: int = 0     # lower bound: distinct outlets while held
 
 
 class FrequentItems:
@@ -59,7 +65,8 @@ class FrequentItems:
         if capacity < 1:
             raise ValueError(f"FrequentItems needs capacity >= 1, got {capacity}")
         self.capacity = capacity
-        self.counters: Dict[object, List[int]] = {}  # item -> [count, articles]
+        # item -> [count, articles, {story ids}, {outlets}]
+        self.counters: Dict[object, list] = {}
         self.total = 0   # weight added
         self.error = 0   # sum of the reductions: the bound on any item's undercount
 
@@ -69,26 +76,30 @@ class FrequentItems:
     def __setstate__(self, state):
         self.capacity, self.counters, self.total, self.error = state
 
-    def add(self, item, weight: int = 1, articles: int = 1):
+    def add(self, item, weight: int = 1, articles: int = 1, story=None, outlet=None):
         self.total += weight
         entry = self.counters.get(item)
         if entry is None:
-            self.counters[item] = [weight, articles]
+            entry = self.counters[item] = [weight, articles, set(), set()]
+            _note(entry, story, outlet)
             if len(self.counters) > 2 * self.capacity:
                 self.error += _reduce(self.counters, self.capacity)
         else:
             entry[0] += weight
             entry[1] += articles
+            _note(entry, story, outlet)
 
     def merge(self, other: "FrequentItems"):
         """Add ``other`` into this summary (Agarwal et al.: errors add up)."""
-        for item, (count, articles) in other.counters.items():
+        for item, (count, articles, stories, outlets) in other.counters.items():
             entry = self.counters.get(item)
             if entry is None:
-                self.counters[item] = [count, articles]
+                self.counters[item] = [count, articles, set(stories), set(outlets)]
             else:
                 entry[0] += count
                 entry[1] += articles
+                entry[2] |= stories
+                entry[3] |= outlets
         self.total += other.total
         self.error += other.error
         if len(self.counters) > 2 * self.capacity:
@@ -98,8 +109,16 @@ class FrequentItems:
         """The ``capacity`` largest counters, by estimate (ties by item), with bounds."""
         error = self.error
         ranked = sorted(self.counters.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        return [Estimate(item, count, count + error, articles, articles + error)
-                for item, (count, articles) in ranked[:self.capacity]]
+        return [Estimate(item, count, count + error, articles, articles + error,
+                         len(stories), len(outlets))
+                for item, (count, articles, stories, outlets) in ranked[:self.capacity]]
+
+
+def _note(entry, story, outlet):
+    if story is not None:
+        entry[2].add(story)
+    if outlet is not None:
+        entry[3].add(outlet)
 
 
 def _reduce(counters: Dict[object, List[int]], k: int) -> int:

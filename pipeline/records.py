@@ -23,6 +23,7 @@ class Article(NamedTuple):
     prev_offset: int = -1     # see pipeline/ledger.py
     starts_run: bool = False
     watermark_ms: Optional[int] = None  # see connectors/kafka_read.KafkaRecord
+    signature: Optional[bytes] = None   # MinHash of the body (pipeline/stories.py)
 
     @property
     def position(self) -> SourcePosition:
@@ -45,6 +46,8 @@ class ArticleEntities(NamedTuple):
     mentions: Tuple[Mention, ...]
     language: str = "en"
     position: Optional[SourcePosition] = None  # where it was read (None: not from Kafka)
+    source: Optional[str] = None        # the outlet (Article.source)
+    signature: Optional[bytes] = None   # MinHash of the body (pipeline/stories.py)
 
 
 class WindowPane(NamedTuple):

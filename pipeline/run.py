@@ -2,7 +2,7 @@
 
 ``build(p, settings, bootstrap)`` applies, in order::
 
-    ReadArticles -> DecodeArticles -> NormaliseText -> ExtractEntities
+    ReadArticles -> DecodeArticles -> NormaliseText -> SignStories -> ExtractEntities
       -> AggregateEntities -> WriteAggregates (Avro files per kind, window, pane)
                            -> PublishAggregates (optional: Avro on --aggregates-topic)
       AggregateEntities.late_articles -> WriteLateArticles
@@ -47,6 +47,7 @@ from pipeline.decode import DecodeArticles
 from pipeline.entities import ExtractEntities
 from pipeline.normalise import NormaliseText
 from pipeline.settings import Settings, add_arguments, from_args
+from pipeline.stories import SignStories
 
 __all__ = ["build", "run", "start", "wait", "cancel", "resolve_bootstrap", "external_workers"]
 
@@ -70,8 +71,10 @@ def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: boo
     decoded = records | "DecodeArticles" >> DecodeArticles(
         max_message_bytes=settings.max_message_bytes,
         max_future_seconds=settings.max_future_seconds)
-    found = (decoded.articles
-             | "NormaliseText" >> NormaliseText()
+    normalised = decoded.articles | "NormaliseText" >> NormaliseText()
+    if settings.story_threshold:
+        normalised = normalised | "SignStories" >> SignStories()
+    found = (normalised
              | "ExtractEntities" >> ExtractEntities(model=settings.spacy_model,
                                                     batch_size=settings.batch_size,
                                                     excluded_labels=settings.excluded_labels,
@@ -94,6 +97,9 @@ def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: boo
                       max_entities_per_article=settings.max_entities_per_article,
                       top_k_pairs=settings.top_k_pairs,
                       tracked_tuples=settings.tracked_tuples,
+                      story_threshold=settings.story_threshold,
+                      story_horizon_seconds=settings.story_horizon_seconds,
+                      story_index_size=settings.story_index_size,
                       checkpoint=CheckpointFiles(settings.output_dir) if checkpointed else None,
                       checkpoint_interval_seconds=settings.checkpoint_interval_seconds or 5.0,
                       on_checkpoint=CommitOffsets(

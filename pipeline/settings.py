@@ -46,6 +46,9 @@ class Settings:
     max_entities_per_article: int = 20
     top_k_pairs: int = 1000
     tracked_tuples: tuple = (("BRIDGE", "NORTH_KOREA", "RUSSIA"),)
+    story_threshold: float = 0.5  # near-duplicate stories (pipeline/stories.py); 0: off
+    story_horizon_seconds: int = 3 * 86400
+    story_index_size: int = 200_000
     aggregates_topic: Optional[str] = None  # also publish aggregates as Avro to this topic
     spacy_model: str = DEFAULT_MODEL
     tracked_entities: Optional[str] = None  # tracked-entities JSON; None: the shipped one
@@ -73,6 +76,11 @@ class Settings:
         if self.checkpoint_interval_seconds < 0:
             raise ValueError(f"checkpoint_interval_seconds must be >= 0, got "
                              f"{self.checkpoint_interval_seconds}")
+        if not 0 <= self.story_threshold < 1 or self.story_horizon_seconds <= 0 \
+                or self.story_index_size < 1:
+            raise ValueError(f"story_threshold must be in [0, 1) (0: off), story_horizon_seconds "
+                             f"> 0 and story_index_size >= 1, got {self.story_threshold}, "
+                             f"{self.story_horizon_seconds} and {self.story_index_size}")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"allowed_lateness_seconds must be >= 0, got {self.allowed_lateness_seconds}")
 
@@ -117,6 +125,15 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--tracked-tuple", action="append", default=None, metavar="ID,ID[,ID...]",
                         help="entity ids counted together exactly (repeatable; default "
                              "RUSSIA,NORTH_KOREA,BRIDGE)")
+    parser.add_argument("--story-threshold", type=float, default=d.story_threshold,
+                        help="estimated Jaccard similarity of word shingles at which two "
+                             "articles are one story (docs/stories.md); 0 turns stories off "
+                             "(each article its own story) (default %(default)s)")
+    parser.add_argument("--story-horizon-seconds", type=int, default=d.story_horizon_seconds,
+                        help="copies published this far apart or less can be one story "
+                             "(default %(default)s)")
+    parser.add_argument("--story-index-size", type=int, default=d.story_index_size,
+                        help="articles the story index holds at most (default %(default)s)")
     parser.add_argument("--aggregates-topic", default=None,
                         help="also publish every aggregate record as Avro binary to this topic")
     parser.add_argument("--checkpoint-interval-seconds", type=float,
@@ -183,7 +200,9 @@ def from_args(args: argparse.Namespace) -> Settings:
         sliding_period_seconds=args.sliding_period_seconds,
         max_entities_per_article=args.max_entities_per_article, top_k_pairs=args.top_k_pairs,
         tracked_tuples=_tuples(args.tracked_tuple) if args.tracked_tuple else Settings.tracked_tuples,
-        aggregates_topic=args.aggregates_topic,
+        aggregates_topic=args.aggregates_topic, story_threshold=args.story_threshold,
+        story_horizon_seconds=args.story_horizon_seconds,
+        story_index_size=args.story_index_size,
         checkpoint_interval_seconds=args.checkpoint_interval_seconds,
         max_message_bytes=args.max_message_bytes, max_future_seconds=args.max_future_seconds,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,

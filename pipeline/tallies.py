@@ -1,16 +1,18 @@
 """What a window counts, as plain typed accumulators (no Beam).
 
-- ``MentionTally``: per entity, mentions, articles, label and surface forms;
-  exact. ``tally_article`` makes one article's tally.
+- ``MentionTally``: per entity, mentions, articles, distinct stories
+  (``pipeline/stories.py``) and outlets (``source`` values), label and
+  surface forms; exact. ``tally_article`` makes one article's tally.
 - ``CooccurrenceTally``: entity pairs in a ``FrequentItems`` summary
   (``pipeline/heavy_hitters.py``: at most ``top_k`` reported, each with
-  lower and upper bounds), tracked tuples exact.
+  lower and upper bounds; stories and outlets as lower bounds), tracked
+  tuples exact (stories and outlets too).
 
 Both merge, so that a sliding window is the sum of its tumbling sub-buckets
 (``pipeline/window_book.py``).
 """
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 from pipeline.heavy_hitters import FrequentItems
 
@@ -33,6 +35,15 @@ class EntityEntry:
     articles: int
     label: str
     texts: Dict[str, int]
+    stories: Set[str] = field(default_factory=set)
+    outlets: Set[str] = field(default_factory=set)
+
+
+def _note(stories, outlets, story, outlet):
+    if story is not None:
+        stories.add(story)
+    if outlet is not None:
+        outlets.add(outlet)
 
 
 @dataclass(slots=True)
@@ -40,16 +51,18 @@ class MentionTally:
     """Mentions per entity in one window (or sub-bucket)."""
     entities: Dict[str, EntityEntry] = field(default_factory=dict)
 
-    def add(self, tally):
-        """Count one article's ``tally_article``."""
+    def add(self, tally, story: Optional[str] = None, outlet: Optional[str] = None):
+        """Count one article's ``tally_article``, of ``story`` from ``outlet``."""
         entities = self.entities
         for entity_id, (count, label, texts) in tally.items():
             entry = entities.get(entity_id)
             if entry is None:
-                entities[entity_id] = EntityEntry(count, 1, label, dict(texts))
+                entry = entities[entity_id] = EntityEntry(count, 1, label, dict(texts))
+                _note(entry.stories, entry.outlets, story, outlet)
                 continue
             entry.mentions += count
             entry.articles += 1
+            _note(entry.stories, entry.outlets, story, outlet)
             for text, n in texts.items():
                 entry.texts[text] = entry.texts.get(text, 0) + n
 
@@ -58,10 +71,13 @@ class MentionTally:
         for entity_id, e in other.entities.items():
             entry = entities.get(entity_id)
             if entry is None:
-                entities[entity_id] = EntityEntry(e.mentions, e.articles, e.label, dict(e.texts))
+                entities[entity_id] = EntityEntry(e.mentions, e.articles, e.label, dict(e.texts),
+                                                  set(e.stories), set(e.outlets))
                 continue
             entry.mentions += e.mentions
             entry.articles += e.articles
+            entry.stories |= e.stories
+            entry.outlets |= e.outlets
             for text, n in e.texts.items():
                 entry.texts[text] = entry.texts.get(text, 0) + n
 
@@ -72,7 +88,8 @@ class MentionTally:
             # The most frequent surface form; ties broken alphabetically.
             text = min(e.texts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
             rows.append({"entity_id": entity_id, "entity_text": text, "entity_label": e.label,
-                         "mentions": e.mentions, "articles": e.articles})
+                         "mentions": e.mentions, "articles": e.articles,
+                         "stories": len(e.stories), "outlets": len(e.outlets)})
         rows.sort(key=lambda r: (-r["mentions"], r["entity_id"]))
         return tuple(rows)
 
@@ -81,45 +98,51 @@ class MentionTally:
 class CooccurrenceTally:
     """Pairs (bounded, ``top_k``) and tracked tuples (exact) of one window."""
     pairs: FrequentItems
-    tuples: Dict[tuple, list] = field(default_factory=dict)  # (scope, ids) -> [count, articles]
+    # (scope, ids) -> [count, articles, {story ids}, {outlets}]
+    tuples: Dict[tuple, list] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, top_k: int) -> "CooccurrenceTally":
         return cls(FrequentItems(top_k))
 
-    def add(self, cooc):
-        """Count one article's ``ArticleCooccurrence``."""
+    def add(self, cooc, story: Optional[str] = None, outlet: Optional[str] = None):
+        """Count one article's ``ArticleCooccurrence``, of ``story`` from ``outlet``."""
         pairs = self.pairs
         for key, n in cooc.pairs.items():
-            pairs.add(key, n)
+            pairs.add(key, n, 1, story, outlet)
         for key, n in cooc.tuples.items():
             entry = self.tuples.get(key)
             if entry is None:
-                self.tuples[key] = [n, 1]
+                entry = self.tuples[key] = [n, 1, set(), set()]
             else:
                 entry[0] += n
                 entry[1] += 1
+            _note(entry[2], entry[3], story, outlet)
 
     def merge(self, other: "CooccurrenceTally"):
         self.pairs.merge(other.pairs)
-        for key, (n, articles) in other.tuples.items():
-            entry = self.tuples.setdefault(key, [0, 0])
+        for key, (n, articles, stories, outlets) in other.tuples.items():
+            entry = self.tuples.setdefault(key, [0, 0, set(), set()])
             entry[0] += n
             entry[1] += articles
+            entry[2] |= stories
+            entry[3] |= outlets
 
     def rows(self) -> Tuple[dict, ...]:
         """cooccurrence records: tracked tuples (exact), then the top pairs with bounds."""
         rows = []
-        for (scope, ids), (count, articles) in sorted(
+        for (scope, ids), (count, articles, stories, outlets) in sorted(
                 self.tuples.items(), key=lambda kv: (-kv[1][0], kv[0])):
             rows.append({"scope": scope, "entities": list(ids), "count": count,
                          "articles": articles, "tracked": True, "count_lower": count,
                          "count_upper": count, "articles_lower": articles,
-                         "articles_upper": articles})
+                         "articles_upper": articles, "stories": len(stories),
+                         "outlets": len(outlets)})
         for e in self.pairs.view():
             scope, ids = e.item
             rows.append({"scope": scope, "entities": list(ids), "count": e.count,
                          "articles": e.articles, "tracked": False, "count_lower": e.count,
                          "count_upper": e.count_upper, "articles_lower": e.articles,
-                         "articles_upper": e.articles_upper})
+                         "articles_upper": e.articles_upper, "stories": e.stories,
+                         "outlets": e.outlets})
         return tuple(rows)

@@ -5,7 +5,8 @@ No Beam, no metrics, no clock: every call that needs the time takes it
 ``pipeline/aggregate.py`` maps a stateful DoFn's elements and timers onto it.
 
 - ``add(article, now_ms)`` counts one article (``article_id``,
-  ``published_ms``, ``tally``, ``cooc``) in every open window of every
+  ``published_ms``, ``tally``, ``cooc``, and ``story_id`` and ``source``
+  for the distinct stories and outlets) in every open window of every
   family; it returns whether it was ``aggregated``, ``late`` (one of its
   windows had expired: the late-article record) or a ``duplicate`` (its id
   already counted in its tumbling window).
@@ -139,9 +140,11 @@ class _Family:
             for s in starts:
                 if s not in self.windows:
                     self.windows[s] = Window(s, self.end_of(s))
-        bucket.mentions.add(article.tally)
+        # Articles without a story or an outlet (tests, old callers) count as none.
+        story, outlet = getattr(article, "story_id", None), getattr(article, "source", None)
+        bucket.mentions.add(article.tally, story, outlet)
         if bucket.cooc is not None:
-            bucket.cooc.add(article.cooc)
+            bucket.cooc.add(article.cooc, story, outlet)
         if bucket.ids is not None:
             bucket.ids.add(article.article_id)
         bucket.changed = seq

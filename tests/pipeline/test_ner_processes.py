@@ -29,7 +29,7 @@ def test_two_processes_match_in_process_extraction():
     names = {"RUSSIA": "Russia", "NORTH_KOREA": "North Korea", "BRIDGE": "Bridge"}
     expected = [ArticleEntities(a.id, a.published_at_ms, tuple(
         m._replace(text=names.get(m.entity_id, m.text))
-        for m in entities_of(doc, tracked_types=types)), a.language, a.position)
+        for m in entities_of(doc, tracked_types=types)), a.language, a.position, a.source)
         for a, doc in zip(clean, nlp.pipe(article_text(a) for a in clean))]
     assert sum(len(e.mentions) for e in expected) > 100
     with beam.Pipeline(runner=FnApiRunner()) as p:

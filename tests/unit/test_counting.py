@@ -33,11 +33,12 @@ def test_merge_equals_sequential_adds():
     t1 = tally_article(ArticleEntities("a", 0, (m("GPE:x", "X"),) * 3))
     t2 = tally_article(ArticleEntities("b", 0, (m("GPE:x", "X"), m("GPE:y", "Y"))))
     left, right = MentionTally(), MentionTally()
-    left.add(t1)
-    right.add(t2)
+    left.add(t1, "a", "Reuters")
+    right.add(t2, "a", "BBC")   # b is a copy of story a, from another outlet
     left.merge(right)
     merged = left.rows()
+    # By hand: x in a (3) and b (1), one story, two outlets; y only in b.
     assert merged == ({"entity_id": "GPE:x", "entity_text": "X", "entity_label": "GPE",
-                       "mentions": 4, "articles": 2},
+                       "mentions": 4, "articles": 2, "stories": 1, "outlets": 2},
                       {"entity_id": "GPE:y", "entity_text": "Y", "entity_label": "GPE",
-                       "mentions": 1, "articles": 1})
+                       "mentions": 1, "articles": 1, "stories": 1, "outlets": 1})

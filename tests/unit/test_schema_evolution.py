@@ -35,7 +35,39 @@ V2_COOCCURRENCE = dict(V1_COOCCURRENCE, count_lower=7, count_upper=9, articles_l
 
 
 def test_there_is_history_to_check():
-    assert [p.name for p in HISTORY] == ["cooccurrence.v1.avsc", "entity_count.v1.avsc"]
+    assert [p.name for p in HISTORY] == ["cooccurrence.v1.avsc", "cooccurrence.v2.avsc",
+                                         "entity_count.v1.avsc", "entity_count.v2.avsc"]
+
+
+def _history(name):
+    import json
+    return json.loads((SCHEMA_DIR / "history" / name).read_text())
+
+
+@pytest.mark.parametrize("old, record", [
+    ("entity_count.v2.avsc", dict(V1_ENTITY_COUNT, kind="entity_counts")),
+    ("cooccurrence.v2.avsc", V2_COOCCURRENCE)])
+def test_v2_records_read_with_current_schema_have_no_stories_or_outlets(old, record):
+    (row,) = _roundtrip(_history(old), load_schema(old.split(".")[0]), record)
+    assert row["articles"] == record["articles"]
+    # Added with null defaults: v2 did not count them (null is "not counted", not 0).
+    assert (row["stories"], row["outlets"]) == (None, None)
+
+
+@pytest.mark.parametrize("old, record", [
+    ("entity_count.v1.avsc", V1_ENTITY_COUNT),
+    ("entity_count.v2.avsc", dict(V1_ENTITY_COUNT, kind="entity_counts")),
+    ("cooccurrence.v1.avsc", V1_COOCCURRENCE),
+    ("cooccurrence.v2.avsc", V2_COOCCURRENCE)])
+def test_current_records_read_by_old_readers(old, record):
+    current = dict(record, stories=1, outlets=2)
+    if old.startswith("entity_count"):
+        current.setdefault("kind", "entity_counts")
+    (row,) = _roundtrip(load_schema(old.split(".")[0]), _history(old), current)
+    times = ("window_start", "window_end", "emitted_at")   # read back as datetimes
+    assert set(row) == set(record)                        # stories, outlets not seen
+    assert {k: v for k, v in row.items() if k not in times} == {
+        k: v for k, v in record.items() if k not in times}
 
 
 def test_old_entity_counts_read_with_current_schema():
@@ -79,6 +111,22 @@ def test_every_cooccurrence_record_the_pipeline_makes_fits_the_schema():
         (row,) = _roundtrip(load_schema("cooccurrence"), load_schema("cooccurrence"),
                             dict(record, **base))
         assert set(record) <= set(row) and row["count_lower"] <= row["count_upper"]
+        assert row["stories"] == 0 and row["outlets"] == 0   # added without story or outlet
+
+
+def test_every_entity_count_record_the_pipeline_makes_fits_the_schema():
+    from pipeline.tallies import MentionTally
+    tally = MentionTally()
+    tally.add({"GPE:x": (2, "GPE", {"X": 2})}, "s1", "Reuters")
+    tally.add({"GPE:x": (1, "GPE", {"X": 1})}, "s1", "BBC")   # a copy of s1 elsewhere
+    base = dict({k: V1_ENTITY_COUNT[k] for k in ("window_start", "window_end", "pane_timing",
+                                                "pane_index", "is_final", "emitted_at")},
+                kind="entity_counts")
+    (record,) = tally.rows()
+    (row,) = _roundtrip(load_schema("entity_count"), load_schema("entity_count"),
+                        dict(record, **base))
+    # Counted by hand: 2 articles, one story, two outlets.
+    assert (row["articles"], row["stories"], row["outlets"]) == (2, 1, 2)
 
 
 def test_incompatible_change_fails():

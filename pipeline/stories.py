@@ -1,0 +1,193 @@
+"""Near-duplicate stories: which articles are copies of one story.
+
+An outlet that republishes a wire story changes its headline, drops a
+paragraph, adds its boilerplate, changes a few words. Counting each copy
+again inflates every count; this module says which articles are one story,
+so that the aggregation can count ``stories`` (distinct) beside ``articles``.
+
+- ``story_signature(body)``: the MinHash signature (``datasketch``, 128
+  permutations, fixed seed) of the body's normalised word shingles
+  (lower-cased words of letters and digits, ``SHINGLE_WORDS`` at a time).
+  The headline is left out on purpose: outlets rewrite it. A pure function
+  of the text, computed in parallel before the aggregation (``SignStories``).
+- ``StoryIndex``: the articles seen within the horizon, in LSH bands of
+  their signatures. ``assign(article_id, published_ms, signature)`` returns
+  the article's ``story_id``: the story of the most similar indexed article
+  whose estimated Jaccard similarity is at least ``threshold`` and whose
+  publication time is within ``horizon_ms`` of this one (ties: the earlier
+  published, then the smaller id), else the article's own id (a new story:
+  a story's id is the first article seen of it). The decision is a pure
+  function of the index and the article, and the index is plain data that
+  the aggregation's checkpoint holds (``pipeline/checkpointer.py``), so a
+  restart after ``kill -9`` gives the same story ids for the same input order.
+
+Bounds: the index holds at most ``max_articles`` articles (the oldest
+inserted go first) and forgets an article once the newest publication time
+seen is more than ``horizon_ms`` past it. An entry is about 0.7 KiB (512
+bytes of signature, its bands' keys and ids).
+
+How the default threshold was chosen: ``benchmarks/stories_eval.py``, results
+in docs/stories.md.
+"""
+import re
+from typing import Dict, List, NamedTuple, Optional
+
+import apache_beam as beam
+import numpy as np
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
+
+__all__ = ["story_signature", "shingles", "similarity", "StoryIndex", "SignStories",
+           "DEFAULT_THRESHOLD", "DEFAULT_HORIZON_SECONDS", "DEFAULT_MAX_ARTICLES",
+           "NUM_PERM", "SHINGLE_WORDS"]
+
+NUM_PERM = 128
+SHINGLE_WORDS = 4
+SEED = 1
+DEFAULT_THRESHOLD = 0.5          # docs/stories.md: chosen from benchmarks/stories_eval.py
+DEFAULT_HORIZON_SECONDS = 3 * 86400
+DEFAULT_MAX_ARTICLES = 200_000
+_WORD = re.compile(r"[^\W_]+")
+SCHEME = "affine32"  # datasketch 2.0.0's default, named: signatures of other schemes differ
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations  # read-only
+
+
+def shingles(text: str, words: int = SHINGLE_WORDS) -> List[bytes]:
+    """The text's word ``words``-grams, lower-cased, as UTF-8 bytes (a text
+    shorter than that: one shingle of all its words; no words: none)."""
+    tokens = _WORD.findall(text.lower())
+    if len(tokens) <= words:
+        return [" ".join(tokens).encode("utf-8")] if tokens else []
+    return [" ".join(tokens[i:i + words]).encode("utf-8")
+            for i in range(len(tokens) - words + 1)]
+
+
+def story_signature(body: str, words: int = SHINGLE_WORDS) -> Optional[bytes]:
+    """The MinHash signature of ``body``'s shingles as bytes (``NUM_PERM``
+    32-bit values), or None when the body has no words."""
+    grams = shingles(body, words)
+    if not grams:
+        return None
+    m = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=_PERMUTATIONS, scheme=SCHEME)
+    m.update_batch(grams)
+    return m.hashvalues.astype(np.uint32).tobytes()
+
+
+def similarity(a: bytes, b: bytes) -> float:
+    """Estimated Jaccard similarity of two signatures (share of equal values)."""
+    return float(np.count_nonzero(np.frombuffer(a, np.uint32) == np.frombuffer(b, np.uint32))
+                 / NUM_PERM)
+
+
+class _Entry(NamedTuple):
+    published_ms: int
+    story_id: str
+    signature: bytes
+
+
+class StoryIndex:
+    """Recent articles' signatures in LSH bands; picklable plain data.
+
+    Args (keyword-only): ``threshold`` (estimated Jaccard similarity, 0 < t < 1),
+    ``horizon_ms`` (publication-time distance within which copies are one
+    story), ``max_articles`` (the index's bound).
+
+    Example::
+
+        index = StoryIndex(threshold=0.5, horizon_ms=3 * 86_400_000, max_articles=200_000)
+        index.assign("a1", published_ms, story_signature(body))   # "a1": a new story
+        index.assign("a2", published_ms, story_signature(copy))   # "a1"
+    """
+
+    def __init__(self, *, threshold=DEFAULT_THRESHOLD, horizon_ms=DEFAULT_HORIZON_SECONDS * 1000,
+                 max_articles=DEFAULT_MAX_ARTICLES):
+        if not 0 < threshold < 1:
+            raise ValueError(f"the story threshold must be between 0 and 1 (exclusive), got "
+                             f"{threshold}; e.g. {DEFAULT_THRESHOLD}")
+        if horizon_ms <= 0 or max_articles < 1:
+            raise ValueError(f"the story horizon must be > 0 and the index size >= 1, got "
+                             f"{horizon_ms} ms and {max_articles}")
+        self.threshold = threshold
+        self.horizon_ms = horizon_ms
+        self.max_articles = max_articles
+        bands, rows = _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
+        self.rows = rows
+        self.bands = bands
+        self.entries: Dict[str, _Entry] = {}  # insertion order: the oldest first
+        self.tables: List[Dict[bytes, List[str]]] = [{} for _ in range(bands)]
+        self.newest_ms: Optional[int] = None
+
+    def settings(self) -> tuple:
+        return (self.threshold, self.horizon_ms, self.max_articles)
+
+    def __len__(self):
+        return len(self.entries)
+
+    def _keys(self, signature):
+        width = 4 * self.rows  # bytes per band
+        return [signature[i * width:(i + 1) * width] for i in range(self.bands)]
+
+    def assign(self, article_id: str, published_ms: int, signature: Optional[bytes]) -> str:
+        """The article's story id (see the module docstring); indexes it."""
+        known = self.entries.get(article_id)
+        if known is not None:  # seen again (a duplicate message): the same answer
+            return known.story_id
+        if signature is None:
+            return article_id
+        keys = self._keys(signature)
+        best = None  # (-similarity, published, id, story)
+        seen = set()
+        for table, key in zip(self.tables, keys):
+            for other in table.get(key, ()):
+                if other in seen:
+                    continue
+                seen.add(other)
+                entry = self.entries[other]
+                if abs(entry.published_ms - published_ms) > self.horizon_ms:
+                    continue
+                sim = similarity(signature, entry.signature)
+                if sim >= self.threshold:
+                    rank = (-sim, entry.published_ms, other, entry.story_id)
+                    best = rank if best is None or rank < best else best
+        story_id = article_id if best is None else best[3]
+        self.entries[article_id] = _Entry(published_ms, story_id, signature)
+        for table, key in zip(self.tables, keys):
+            table.setdefault(key, []).append(article_id)
+        if self.newest_ms is None or published_ms > self.newest_ms:
+            self.newest_ms = published_ms
+        self._evict()
+        return story_id
+
+    def _evict(self):
+        oldest = self.newest_ms - self.horizon_ms
+        while self.entries:
+            article_id, entry = next(iter(self.entries.items()))
+            if len(self.entries) <= self.max_articles and entry.published_ms >= oldest:
+                return
+            del self.entries[article_id]
+            for table, key in zip(self.tables, self._keys(entry.signature)):
+                ids = table[key]
+                ids.remove(article_id)
+                if not ids:
+                    del table[key]
+
+
+class _SignFn(beam.DoFn):
+    def __init__(self, words):
+        self._words = words
+
+    def process(self, article):
+        yield article._replace(signature=story_signature(article.body, self._words))
+
+
+class SignStories(beam.PTransform):
+    """``Article`` -> the same ``Article`` with its ``signature`` (for ``StoryIndex``)."""
+
+    def __init__(self, *, shingle_words=SHINGLE_WORDS):
+        super().__init__()
+        if shingle_words < 1:
+            raise ValueError(f"shingle_words must be >= 1, got {shingle_words}")
+        self._words = shingle_words
+
+    def expand(self, articles):
+        return articles | "Sign" >> beam.ParDo(_SignFn(self._words))
