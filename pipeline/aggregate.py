@@ -117,7 +117,7 @@ class _Input(NamedTuple):
     language: str
     position: Optional[SourcePosition]
     source: Optional[str] = None      # the outlet
-    signature: Optional[bytes] = None  # pipeline/stories.py
+    signature: Optional[object] = None  # pipeline/stories.py
     story_id: Optional[str] = None    # set by the pane DoFn from its StoryIndex
 
 

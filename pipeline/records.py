@@ -23,7 +23,7 @@ class Article(NamedTuple):
     prev_offset: int = -1     # see pipeline/ledger.py
     starts_run: bool = False
     watermark_ms: Optional[int] = None  # see connectors/kafka_read.KafkaRecord
-    signature: Optional[bytes] = None   # MinHash of the body (pipeline/stories.py)
+    signature: Optional[object] = None   # MinHash of the body (pipeline/stories.py)
 
     @property
     def position(self) -> SourcePosition:
@@ -47,7 +47,7 @@ class ArticleEntities(NamedTuple):
     language: str = "en"
     position: Optional[SourcePosition] = None  # where it was read (None: not from Kafka)
     source: Optional[str] = None        # the outlet (Article.source)
-    signature: Optional[bytes] = None   # MinHash of the body (pipeline/stories.py)
+    signature: Optional[object] = None   # MinHash of the body (pipeline/stories.py)
 
 
 class WindowPane(NamedTuple):

@@ -5,26 +5,40 @@ paragraph, adds its boilerplate, changes a few words. Counting each copy
 again inflates every count; this module says which articles are one story,
 so that the aggregation can count ``stories`` (distinct) beside ``articles``.
 
-- ``story_signature(body)``: the MinHash signature (``datasketch``, 128
-  permutations, fixed seed) of the body's normalised word shingles
-  (lower-cased words of letters and digits, ``SHINGLE_WORDS`` at a time).
+- ``story_signature(body)``: a ``Signature``: how many distinct shingles the
+  body has and their MinHash (``datasketch``, 256 permutations, fixed seed);
+  shingles are the body's normalised word n-grams (lower-cased words of
+  letters and digits, ``SHINGLE_WORDS`` at a time).
   The headline is left out on purpose: outlets rewrite it. A pure function
   of the text, computed in parallel before the aggregation (``SignStories``).
 - ``StoryIndex``: the articles seen within the horizon, in LSH bands of
   their signatures. ``assign(article_id, published_ms, signature)`` returns
   the article's ``story_id``: the story of the most similar indexed article
-  whose estimated Jaccard similarity is at least ``threshold`` and whose
+  whose estimated **containment** is at least ``threshold`` and whose
   publication time is within ``horizon_ms`` of this one (ties: the earlier
   published, then the smaller id), else the article's own id (a new story:
-  a story's id is the first article seen of it). The decision is a pure
+  a story's id is the first article seen of it). Containment is the share
+  of the smaller article's shingles that the other has:
+  ``|A & B| / min(|A|, |B|)``, from the MinHash estimate ``J`` of the
+  Jaccard similarity and the two sizes (``|A & B| = J (|A| + |B|) / (1 + J)``).
+  Containment, not Jaccard, because an outlet that drops the last paragraph
+  or adds its boilerplate keeps most of the story but changes the union
+  (docs/stories.md has both measured). Candidates come from LSH bands tuned
+  for Jaccard ``CANDIDATE_JACCARD`` (0.2; 85 bands of 3 of the 256 values):
+  a copy keeping 60 % of a story half its length or more is at 0.25 or more. The decision is a pure
   function of the index and the article, and the index is plain data that
   the aggregation's checkpoint holds (``pipeline/checkpointer.py``), so a
   restart after ``kill -9`` gives the same story ids for the same input order.
+  (With several partitions the order among them may differ after a restart:
+  then which copy of a story came first, hence its id, may differ; the
+  number of stories only where a copy sits between two thresholds' worth of
+  its relatives.)
 
 Bounds: the index holds at most ``max_articles`` articles (the oldest
 inserted go first) and forgets an article once the newest publication time
-seen is more than ``horizon_ms`` past it. An entry is about 0.7 KiB (512
-bytes of signature, its bands' keys and ids).
+seen is more than ``horizon_ms`` past it, from the oldest inserted (an
+article published out of order waits for those inserted before it). An
+entry is about 2.5 KiB (1 KiB of signature, 85 band keys and ids).
 
 How the default threshold was chosen: ``benchmarks/stories_eval.py``, results
 in docs/stories.md.
@@ -37,14 +51,16 @@ import numpy as np
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-__all__ = ["story_signature", "shingles", "similarity", "StoryIndex", "SignStories",
+__all__ = ["story_signature", "shingles", "similarity", "containment", "Signature",
+           "StoryIndex", "SignStories", "CANDIDATE_JACCARD",
            "DEFAULT_THRESHOLD", "DEFAULT_HORIZON_SECONDS", "DEFAULT_MAX_ARTICLES",
            "NUM_PERM", "SHINGLE_WORDS"]
 
-NUM_PERM = 128
-SHINGLE_WORDS = 4
+NUM_PERM = 256
+SHINGLE_WORDS = 2
 SEED = 1
-DEFAULT_THRESHOLD = 0.5          # docs/stories.md: chosen from benchmarks/stories_eval.py
+DEFAULT_THRESHOLD = 0.6          # docs/stories.md: chosen from benchmarks/stories_eval.py
+CANDIDATE_JACCARD = 0.2          # what the LSH bands are tuned for
 DEFAULT_HORIZON_SECONDS = 3 * 86400
 DEFAULT_MAX_ARTICLES = 200_000
 _WORD = re.compile(r"[^\W_]+")
@@ -62,39 +78,51 @@ def shingles(text: str, words: int = SHINGLE_WORDS) -> List[bytes]:
             for i in range(len(tokens) - words + 1)]
 
 
-def story_signature(body: str, words: int = SHINGLE_WORDS) -> Optional[bytes]:
-    """The MinHash signature of ``body``'s shingles as bytes (``NUM_PERM``
-    32-bit values), or None when the body has no words."""
-    grams = shingles(body, words)
+class Signature(NamedTuple):
+    """What the index needs of an article's body."""
+    shingles: int   # distinct shingles
+    values: bytes   # the MinHash: NUM_PERM 32-bit values
+
+
+def story_signature(body: str, words: int = SHINGLE_WORDS) -> Optional[Signature]:
+    """The ``Signature`` of ``body``, or None when the body has no words."""
+    grams = set(shingles(body, words))
     if not grams:
         return None
     m = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=_PERMUTATIONS, scheme=SCHEME)
     m.update_batch(grams)
-    return m.hashvalues.astype(np.uint32).tobytes()
+    return Signature(len(grams), m.hashvalues.astype(np.uint32).tobytes())
 
 
-def similarity(a: bytes, b: bytes) -> float:
+def similarity(a: Signature, b: Signature) -> float:
     """Estimated Jaccard similarity of two signatures (share of equal values)."""
-    return float(np.count_nonzero(np.frombuffer(a, np.uint32) == np.frombuffer(b, np.uint32))
-                 / NUM_PERM)
+    return float(np.count_nonzero(np.frombuffer(a.values, np.uint32)
+                                  == np.frombuffer(b.values, np.uint32)) / NUM_PERM)
+
+
+def containment(a: Signature, b: Signature) -> float:
+    """Estimated share of the smaller one's shingles that the other has."""
+    j = similarity(a, b)
+    shared = j * (a.shingles + b.shingles) / (1 + j)
+    return min(1.0, shared / min(a.shingles, b.shingles))
 
 
 class _Entry(NamedTuple):
     published_ms: int
     story_id: str
-    signature: bytes
+    signature: Signature
 
 
 class StoryIndex:
     """Recent articles' signatures in LSH bands; picklable plain data.
 
-    Args (keyword-only): ``threshold`` (estimated Jaccard similarity, 0 < t < 1),
+    Args (keyword-only): ``threshold`` (estimated containment, 0 < t < 1),
     ``horizon_ms`` (publication-time distance within which copies are one
     story), ``max_articles`` (the index's bound).
 
     Example::
 
-        index = StoryIndex(threshold=0.5, horizon_ms=3 * 86_400_000, max_articles=200_000)
+        index = StoryIndex(threshold=0.6, horizon_ms=3 * 86_400_000, max_articles=200_000)
         index.assign("a1", published_ms, story_signature(body))   # "a1": a new story
         index.assign("a2", published_ms, story_signature(copy))   # "a1"
     """
@@ -110,7 +138,7 @@ class StoryIndex:
         self.threshold = threshold
         self.horizon_ms = horizon_ms
         self.max_articles = max_articles
-        bands, rows = _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
+        bands, rows = _optimal_param(CANDIDATE_JACCARD, NUM_PERM, 0.5, 0.5)
         self.rows = rows
         self.bands = bands
         self.entries: Dict[str, _Entry] = {}  # insertion order: the oldest first
@@ -124,10 +152,11 @@ class StoryIndex:
         return len(self.entries)
 
     def _keys(self, signature):
-        width = 4 * self.rows  # bytes per band
-        return [signature[i * width:(i + 1) * width] for i in range(self.bands)]
+        width, values = 4 * self.rows, signature.values  # bytes per band
+        return [values[i * width:(i + 1) * width] for i in range(self.bands)]
 
-    def assign(self, article_id: str, published_ms: int, signature: Optional[bytes]) -> str:
+    def assign(self, article_id: str, published_ms: int,
+               signature: Optional[Signature]) -> str:
         """The article's story id (see the module docstring); indexes it."""
         known = self.entries.get(article_id)
         if known is not None:  # seen again (a duplicate message): the same answer
@@ -145,7 +174,7 @@ class StoryIndex:
                 entry = self.entries[other]
                 if abs(entry.published_ms - published_ms) > self.horizon_ms:
                     continue
-                sim = similarity(signature, entry.signature)
+                sim = containment(signature, entry.signature)
                 if sim >= self.threshold:
                     rank = (-sim, entry.published_ms, other, entry.story_id)
                     best = rank if best is None or rank < best else best
