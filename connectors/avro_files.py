@@ -35,7 +35,8 @@ __all__ = ["WriteWindowPanes", "WriteLateArticles", "pane_path", "window_dir", "
 
 KIND_SCHEMAS = {"entity_counts": "entity_count", "sliding_entity_counts": "entity_count",
                 "running_entity_counts": "entity_count", "cooccurrence": "cooccurrence",
-                "running_cooccurrence": "cooccurrence"}
+                "running_cooccurrence": "cooccurrence", "source_counts": "source_count",
+                "surges": "surge"}
 
 WRITE_SECONDS = Histogram("entitystream_sink_write_duration_seconds",
                           "Time to write and publish one pane file.", ["kind"])

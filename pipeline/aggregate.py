@@ -65,6 +65,7 @@ from pipeline.aggregation_state import (AggregationState, StateStore, close_acti
 from pipeline.checkpointer import Checkpointer
 from pipeline.cooccurrence import DEFAULT_TUPLES, article_cooccurrence
 from pipeline.ledger import SourcePosition
+from pipeline.surges import SurgeDetector, surge_panes
 from pipeline.stories import (DEFAULT_HORIZON_SECONDS, DEFAULT_MAX_ARTICLES, DEFAULT_THRESHOLD,
                               StoryIndex)
 from pipeline.tallies import tally_article
@@ -203,8 +204,9 @@ class _EmitPanesFn(beam.DoFn):
     CLOSE = userstate.TimerSpec("close", TimeDomain.REAL_TIME)
 
     def __init__(self, *, book_settings, store, checkpointer=None, checkpoint_interval_s=5.0,
-                 story_settings=None):
+                 story_settings=None, surge_settings=None):
         self._book_settings = dict(book_settings)
+        self._surge_settings = None if surge_settings is None else dict(surge_settings)
         self._story_settings = None if story_settings is None else dict(story_settings)
         self._early_ms = book_settings["early_firing_ms"]  # None: bounded, no processing time
         self._store = store
@@ -225,7 +227,9 @@ class _EmitPanesFn(beam.DoFn):
     def _new_state(self):
         stories = (None if self._story_settings is None
                    else StoryIndex(**self._story_settings))
-        return AggregationState(WindowBook(**self._book_settings), stories=stories)
+        surges = (None if self._surge_settings is None
+                  else SurgeDetector(**self._surge_settings))
+        return AggregationState(WindowBook(**self._book_settings), stories=stories, surges=surges)
 
     def _checkpoint(self, state, save, due=False, wait=False):
         """Save when ``due`` or the interval has passed, else make sure the save timer is set."""
@@ -238,7 +242,8 @@ class _EmitPanesFn(beam.DoFn):
 
     def _restore(self, cells, tick):
         """A job's first call in this process: start from the latest checkpoint."""
-        restored = self._checkpointer.restore(self._book_settings, self._story_settings)
+        restored = self._checkpointer.restore(self._book_settings, self._story_settings,
+                                              self._surge_settings)
         if restored is None:
             return []
         state, outputs = restored
@@ -335,8 +340,11 @@ class _EmitPanesFn(beam.DoFn):
         """Panes of every boundary up to ``through``; re-arm the tick; when every
         window has closed (the end of a bounded input), checkpoint and wait for
         the commit."""
-        had_windows = len(state.book) > 0
-        out = _emitted(state, state.book.close_through(through, _now_ms()))
+        had_windows, now_ms = len(state.book) > 0, _now_ms()
+        panes = state.book.close_through(through, now_ms)
+        if state.surges is not None:
+            panes += surge_panes(state.surges, panes, now_ms)
+        out = _emitted(state, panes)
         _set_tick(state, tick)
         state.complete = had_windows and not len(state.book)
         self._checkpoint(state, save, due=state.complete, wait=state.complete)
@@ -427,6 +435,12 @@ class AggregateEntities(beam.PTransform):
         stories (``pipeline/stories.py``; an article needs its ``signature``
         from ``SignStories`` to be matched); ``story_threshold=0``: off, each
         article its own story.
+      tracked_entity_ids: the tracked entities' ids (``--tracked-entities``):
+        the subjects of surges and of the per-outlet breakdown.
+      by_source: also emit ``source_counts`` panes (tumbling windows): per
+        outlet, the tracked entities and tuples (default False).
+      surge_threshold, surge_baseline_windows: surges of the tracked entities
+        and tuples (``pipeline/surges.py``); ``surge_threshold=0``: none.
       state_in_process: keep the open windows in this process (and the
         checkpoints) rather than in the runner's state (default False). Only
         for runners whose SDK worker runs in the launching process and fail
@@ -445,8 +459,17 @@ class AggregateEntities(beam.PTransform):
                  tracked_tuples=DEFAULT_TUPLES, checkpoint=None, checkpoint_interval_seconds=5.0,
                  on_checkpoint=None, state_in_process=False, story_threshold=DEFAULT_THRESHOLD,
                  story_horizon_seconds=DEFAULT_HORIZON_SECONDS,
-                 story_index_size=DEFAULT_MAX_ARTICLES):
+                 story_index_size=DEFAULT_MAX_ARTICLES, tracked_entity_ids=(),
+                 by_source=False, surge_threshold=3.5, surge_baseline_windows=24):
         super().__init__()
+        self._by_source = tuple(sorted(tracked_entity_ids)) if by_source else None
+        self._surges = None if not surge_threshold else dict(
+            entity_ids=tuple(sorted(tracked_entity_ids)),
+            tuples=tuple(tuple(sorted(t)) for t in tracked_tuples),
+            threshold=surge_threshold, baseline_windows=surge_baseline_windows,
+            min_history=min(6, surge_baseline_windows))
+        if self._surges is not None:
+            SurgeDetector(**self._surges)  # validated when the transform is built
         # Validated here, when the transform is built (0: stories off).
         self._stories = None if not story_threshold else dict(
             threshold=story_threshold, horizon_ms=int(story_horizon_seconds * 1000),
@@ -490,11 +513,11 @@ class AggregateEntities(beam.PTransform):
         book_settings = dict(
             specs=self._specs, allowed_lateness_ms=int(self._lateness * 1000),
             early_firing_ms=None if self._early is None else int(self._early * 1000),
-            top_k_pairs=self._top_k)
+            top_k_pairs=self._top_k, by_source_ids=self._by_source)
         return tallied | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
             book_settings=book_settings,
             store=StateStore(state_in_process=self._state_in_process),
             checkpointer=checkpointer, checkpoint_interval_s=interval_s,
-            story_settings=self._stories)
+            story_settings=self._stories, surge_settings=self._surges)
         ).with_outputs(LATE_ARTICLES, main="panes")
 

@@ -22,6 +22,7 @@ from apache_beam.utils.shared import Shared
 
 from pipeline.ledger import SourceLedger
 from pipeline.stories import StoryIndex
+from pipeline.surges import SurgeDetector
 from pipeline.window_book import WindowBook
 
 __all__ = ["AggregationState", "Timers", "LiveCopy", "StateStore", "close_action",
@@ -53,6 +54,7 @@ class AggregationState(CacheAware):
     timers: Timers = field(default_factory=Timers)
     complete: bool = False  # every window closed at the end of a bounded input
     stories: Optional[StoryIndex] = None  # near-duplicate stories; None: off
+    surges: Optional[SurgeDetector] = None  # baselines of the tracked subjects; None: off
 
     def get_referents_for_cache(self):
         return []

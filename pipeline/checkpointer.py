@@ -17,6 +17,7 @@ import apache_beam as beam
 
 from pipeline.aggregation_state import AggregationState
 from pipeline.stories import StoryIndex
+from pipeline.surges import SurgeDetector
 from pipeline.window_book import LATE_ARTICLES, WindowBook
 
 __all__ = ["Checkpointer"]
@@ -51,6 +52,7 @@ class Checkpointer:
         until committed). False when it could not be written (retried later)."""
         self._last = now_s
         snapshot = {"book": state.book.snapshot(), "stories": state.stories,
+                    "surges": state.surges,
                     "ledger": state.ledger,
                     "pending": state.pending, "complete": state.complete}
         try:
@@ -69,7 +71,7 @@ class Checkpointer:
             self._on_commit(offsets, wait=wait)
         return True
 
-    def restore(self, book_settings, story_settings=None):
+    def restore(self, book_settings, story_settings=None, surge_settings=None):
         """``(state, outputs to emit again)`` from the latest checkpoint, or None.
 
         Pane files the lost run wrote after the checkpoint are removed (this
@@ -92,7 +94,8 @@ class Checkpointer:
                          book.closed_through, ledger.commit_offsets())
             self._files.discard_panes(book.keeps_pane)
         state = AggregationState(book, ledger, pending,
-                                 stories=_stories(snapshot.get("stories"), story_settings))
+                                 stories=_stories(snapshot.get("stories"), story_settings),
+                                 surges=_surges(snapshot.get("surges"), surge_settings))
         return state, list(self._reemit(pending))
 
     @staticmethod
@@ -116,4 +119,15 @@ def _stories(saved, story_settings):
         raise ValueError(f"the checkpoint's story settings {saved.settings()} (threshold, "
                          f"horizon ms, index size) differ from this run's {fresh.settings()}; "
                          "run with the same --story-* flags or move the checkpoint away")
+    return saved
+
+
+def _surges(saved, surge_settings):
+    """The checkpoint's ``SurgeDetector`` when it scores the same subjects at
+    the same threshold; else a new one (the baselines start again)."""
+    if surge_settings is None:
+        return None
+    fresh = SurgeDetector(**surge_settings)
+    if saved is None or (saved.subjects, saved.threshold) != (fresh.subjects, fresh.threshold):
+        return fresh
     return saved

@@ -94,6 +94,13 @@ EXPORTED_METRICS = {
         "counter", ("entity",), "pipeline.entities", "Mentions of tracked entities, by id."),
     "entitystream_tracked_tuple_articles_total": ExportedMetric(
         "counter", ("tuple",), "pipeline.aggregate", "Articles holding a whole tracked tuple."),
+    # Surges (pipeline/surges.py); subject: a tracked entity id or "A x B x C"
+    "entitystream_surge_score": ExportedMetric(
+        "gauge", ("subject",), "pipeline.surges",
+        "Surge score of the latest closed tumbling window, per tracked entity and tuple."),
+    "entitystream_surges_total": ExportedMetric(
+        "counter", ("subject",), "pipeline.surges",
+        "Closed tumbling windows in which a tracked entity or tuple surged."),
     # Output
     "entitystream_panes_emitted_total": ExportedMetric(
         "counter", ("kind", "timing"), "pipeline.aggregate", "Window panes emitted."),

@@ -64,3 +64,4 @@ class WindowPane(NamedTuple):
     is_final: bool          # no later pane will follow for this window
     emitted_at_ms: int      # processing time of the firing
     records: Tuple[dict, ...]
+    total_articles: Optional[int] = None  # every article counted in the window (surges)

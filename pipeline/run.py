@@ -47,6 +47,7 @@ from pipeline.decode import DecodeArticles
 from pipeline.entities import ExtractEntities
 from pipeline.normalise import NormaliseText
 from pipeline.settings import Settings, add_arguments, from_args
+from pipeline.gazetteer import load_tracked_entities
 from pipeline.stories import SignStories
 
 __all__ = ["build", "run", "start", "wait", "cancel", "resolve_bootstrap", "external_workers"]
@@ -100,6 +101,10 @@ def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: boo
                       story_threshold=settings.story_threshold,
                       story_horizon_seconds=settings.story_horizon_seconds,
                       story_index_size=settings.story_index_size,
+                      tracked_entity_ids=tuple(load_tracked_entities(
+                          settings.tracked_entities).types),
+                      by_source=settings.by_source, surge_threshold=settings.surge_threshold,
+                      surge_baseline_windows=settings.surge_baseline_windows,
                       checkpoint=CheckpointFiles(settings.output_dir) if checkpointed else None,
                       checkpoint_interval_seconds=settings.checkpoint_interval_seconds or 5.0,
                       on_checkpoint=CommitOffsets(

@@ -49,6 +49,9 @@ class Settings:
     story_threshold: float = 0.6  # near-duplicate stories (pipeline/stories.py); 0: off
     story_horizon_seconds: int = 3 * 86400
     story_index_size: int = 200_000
+    by_source: bool = False  # source_counts: tracked entities and tuples per outlet
+    surge_threshold: float = 3.5  # pipeline/surges.py; 0: no surges
+    surge_baseline_windows: int = 24
     aggregates_topic: Optional[str] = None  # also publish aggregates as Avro to this topic
     spacy_model: str = DEFAULT_MODEL
     tracked_entities: Optional[str] = None  # tracked-entities JSON; None: the shipped one
@@ -81,6 +84,9 @@ class Settings:
             raise ValueError(f"story_threshold must be in [0, 1) (0: off), story_horizon_seconds "
                              f"> 0 and story_index_size >= 1, got {self.story_threshold}, "
                              f"{self.story_horizon_seconds} and {self.story_index_size}")
+        if self.surge_threshold < 0 or self.surge_baseline_windows < 1:
+            raise ValueError(f"surge_threshold must be >= 0 (0: off) and surge_baseline_windows "
+                             f">= 1, got {self.surge_threshold} and {self.surge_baseline_windows}")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"allowed_lateness_seconds must be >= 0, got {self.allowed_lateness_seconds}")
 
@@ -134,6 +140,16 @@ def add_arguments(parser: argparse.ArgumentParser):
                              "(default %(default)s)")
     parser.add_argument("--story-index-size", type=int, default=d.story_index_size,
                         help="articles the story index holds at most (default %(default)s)")
+    parser.add_argument("--by-source", action="store_true",
+                        help="also write source_counts: the tracked entities and tuples per "
+                             "outlet (source) and tumbling window")
+    parser.add_argument("--surge-threshold", type=float, default=d.surge_threshold,
+                        help="modified z-score of a tracked entity's or tuple's share of a "
+                             "window's articles at which the window is a surge; 0 for none "
+                             "(default %(default)s)")
+    parser.add_argument("--surge-baseline-windows", type=int, default=d.surge_baseline_windows,
+                        help="earlier tumbling windows a surge is scored against "
+                             "(default %(default)s)")
     parser.add_argument("--aggregates-topic", default=None,
                         help="also publish every aggregate record as Avro binary to this topic")
     parser.add_argument("--checkpoint-interval-seconds", type=float,
@@ -202,7 +218,9 @@ def from_args(args: argparse.Namespace) -> Settings:
         tracked_tuples=_tuples(args.tracked_tuple) if args.tracked_tuple else Settings.tracked_tuples,
         aggregates_topic=args.aggregates_topic, story_threshold=args.story_threshold,
         story_horizon_seconds=args.story_horizon_seconds,
-        story_index_size=args.story_index_size,
+        story_index_size=args.story_index_size, by_source=args.by_source,
+        surge_threshold=args.surge_threshold,
+        surge_baseline_windows=args.surge_baseline_windows,
         checkpoint_interval_seconds=args.checkpoint_interval_seconds,
         max_message_bytes=args.max_message_bytes, max_future_seconds=args.max_future_seconds,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,

@@ -16,7 +16,10 @@ from typing import Dict, Optional, Set, Tuple
 
 from pipeline.heavy_hitters import FrequentItems
 
-__all__ = ["EntityEntry", "MentionTally", "CooccurrenceTally", "tally_article"]
+__all__ = ["EntityEntry", "MentionTally", "CooccurrenceTally", "tally_article",
+           "count_by_source", "source_rows", "UNKNOWN_SOURCE"]
+
+UNKNOWN_SOURCE = "(none)"  # an article without a source, in the per-outlet breakdown
 
 
 def tally_article(article_entities):
@@ -146,3 +149,30 @@ class CooccurrenceTally:
                          "articles_upper": e.articles_upper, "stories": e.stories,
                          "outlets": e.outlets})
         return tuple(rows)
+
+
+def count_by_source(table, article, story, outlet, tracked_ids):
+    """Add ``article``'s tracked entities and tracked tuples (article scope)
+    to the per-outlet ``table``: ``(outlet, ("entity", id) or ("tuple", ids))
+    -> [mentions or count, articles, {stories}]``."""
+    outlet = outlet or UNKNOWN_SOURCE
+    found = [(("entity", (entity_id,)), count)
+             for entity_id, (count, _, _) in article.tally.items() if entity_id in tracked_ids]
+    found += [(("tuple", ids), n) for (scope, ids), n in article.cooc.tuples.items()
+              if scope == "article"]
+    for subject, n in found:
+        entry = table.get((outlet, subject))
+        if entry is None:
+            entry = table[(outlet, subject)] = [0, 0, set()]
+        entry[0] += n
+        entry[1] += 1
+        if story is not None:
+            entry[2].add(story)
+
+
+def source_rows(table) -> Tuple[dict, ...]:
+    """source_count records (schemas/source_count.avsc), by outlet then subject."""
+    return tuple({"source": outlet, "subject": subject_kind, "entities": list(ids),
+                  "count": n, "articles": articles, "stories": len(stories)}
+                 for (outlet, (subject_kind, ids)), (n, articles, stories)
+                 in sorted(table.items()))

@@ -34,17 +34,19 @@ from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Set
 
 from pipeline.records import WindowPane
-from pipeline.tallies import CooccurrenceTally, MentionTally
+from pipeline.tallies import CooccurrenceTally, MentionTally, count_by_source, source_rows
 from pipeline.windows import RUNNING, RUNNING_END_MS, SLIDING, TUMBLING, WindowSpec
 
-__all__ = ["WindowBook", "Added", "KINDS", "FAMILY_OF_KIND", "LATE_ARTICLES"]
+__all__ = ["WindowBook", "Added", "KINDS", "FAMILY_OF_KIND", "LATE_ARTICLES", "SOURCE_COUNTS"]
 
 LATE_ARTICLES = "late_articles"
+SOURCE_COUNTS = "source_counts"  # per outlet: tracked entities and tuples (tumbling)
 # Per window family: (mention kind, co-occurrence kind or None).
 KINDS = {TUMBLING: ("entity_counts", "cooccurrence"),
          SLIDING: ("sliding_entity_counts", None),
          RUNNING: ("running_entity_counts", "running_cooccurrence")}
 FAMILY_OF_KIND = {kind: family for family, kinds in KINDS.items() for kind in kinds if kind}
+FAMILY_OF_KIND[SOURCE_COUNTS] = TUMBLING
 
 
 class Added(NamedTuple):
@@ -61,6 +63,9 @@ class Bucket:
     cooc: Optional[CooccurrenceTally]
     ids: Optional[Set[str]]  # tumbling only: the article ids (duplicates)
     changed: int = 0         # the book's sequence number when last added to
+    total: int = 0           # articles counted (the denominator of a share: surges)
+    # tumbling, with by_source: (outlet, subject) -> [mentions or count, articles, {stories}]
+    by_source: Optional[dict] = None
 
 
 @dataclass(slots=True)
@@ -121,14 +126,18 @@ class _Family:
                 if cooc is not None:
                     cooc.merge(b.cooc)
         args = (window.start_ms, window.end_ms, timing, window.pane_index, is_final, now_ms)
-        panes = [WindowPane(mention_kind, *args, mentions.rows())]
+        total = sum(b.total for b in buckets)
+        panes = [WindowPane(mention_kind, *args, mentions.rows(), total)]
         if cooc_kind is not None:
-            panes.append(WindowPane(cooc_kind, *args, cooc.rows()))
+            panes.append(WindowPane(cooc_kind, *args, cooc.rows(), total))
+        if buckets[0].by_source is not None:
+            panes.append(WindowPane(SOURCE_COUNTS, *args, source_rows(buckets[0].by_source),
+                                    total))
         window.pane_index += 1
         window.emitted = seq
         return panes
 
-    def count(self, b, starts, article, seq, top_k, lateness_ms):
+    def count(self, b, starts, article, seq, top_k, lateness_ms, tracked_ids=None):
         """Add ``article`` to bucket ``b`` (opening it and its windows ``starts``);
         return the earliest target among those windows."""
         bucket = self.buckets.get(b)
@@ -136,7 +145,8 @@ class _Family:
             fam = self.spec.family
             bucket = self.buckets[b] = Bucket(
                 MentionTally(), CooccurrenceTally.empty(top_k) if KINDS[fam][1] else None,
-                set() if fam == TUMBLING else None)
+                set() if fam == TUMBLING else None,
+                by_source={} if fam == TUMBLING and tracked_ids is not None else None)
             for s in starts:
                 if s not in self.windows:
                     self.windows[s] = Window(s, self.end_of(s))
@@ -147,6 +157,9 @@ class _Family:
             bucket.cooc.add(article.cooc, story, outlet)
         if bucket.ids is not None:
             bucket.ids.add(article.article_id)
+        if bucket.by_source is not None:
+            count_by_source(bucket.by_source, article, story, outlet, tracked_ids)
+        bucket.total += 1
         bucket.changed = seq
         windows = [self.windows.get(s) for s in starts]
         return min((self.target(w, lateness_ms) for w in windows if w is not None), default=None)
@@ -190,7 +203,8 @@ class WindowBook:
         panes = book.close_through(watermark_ms, now_ms=...)
     """
 
-    def __init__(self, *, specs, allowed_lateness_ms, early_firing_ms, top_k_pairs):
+    def __init__(self, *, specs, allowed_lateness_ms, early_firing_ms, top_k_pairs,
+                 by_source_ids=None):
         self._families = {s.family: _Family(s) for s in sorted(specs)}
         periods = [s.period_ms for s in specs if s.period_ms]
         # Every window boundary is a multiple of this (see next_event_time).
@@ -198,6 +212,9 @@ class WindowBook:
         self._lateness_ms = allowed_lateness_ms
         self._early_ms = early_firing_ms
         self._top_k = top_k_pairs
+        # Tracked entity ids whose per-outlet counts (and the tracked tuples')
+        # go to SOURCE_COUNTS; None: no per-outlet breakdown.
+        self._by_source = None if by_source_ids is None else frozenset(by_source_ids)
         self.closed_through = 0  # ms: every boundary up to here has passed
         self.newest_ms = None    # the newest publication time counted (at most the clock)
         self.last_emit_ms = 0    # when EARLY panes last went out
@@ -224,7 +241,8 @@ class WindowBook:
             if family.spec.family == TUMBLING and bucket and article.article_id in bucket.ids:
                 return Added("duplicate")
         self._seq += 1
-        targets = [family.count(b, starts, article, self._seq, self._top_k, lateness)
+        targets = [family.count(b, starts, article, self._seq, self._top_k, lateness,
+                                self._by_source)
                    for family, b, starts in placed]
         target = min((t for t in targets if t is not None), default=None)
         newest = min(t, now_ms)  # a future article: the clock

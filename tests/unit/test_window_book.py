@@ -236,3 +236,41 @@ def test_keeps_pane_files_the_book_accounts_for():
     assert not b.keeps_pane("entity_counts", T0 + H, T0 + 2 * H, 0)  # opened after
     assert b.keeps_pane("entity_counts", T0 - H, T0, 3)             # closed before
     assert b.keeps_pane("late_articles", 0, 0, 0)                   # not a window kind
+
+
+class Story(NamedTuple):
+    article_id: str
+    published_ms: int
+    tally: dict
+    cooc: object
+    story_id: str
+    source: str
+
+
+def story_art(article_id, story, source, *sentences):
+    a = art(article_id, T0 + M, *sentences)
+    return Story(a.article_id, a.published_ms, a.tally, a.cooc, story, source)
+
+
+def test_stories_outlets_and_the_per_outlet_breakdown():
+    b = WindowBook(specs=(WindowSpec.tumbling(3600), WindowSpec.running()),
+                   allowed_lateness_ms=0, early_firing_ms=None, top_k_pairs=10,
+                   by_source_ids=["A"])
+    # w1 (Reuters) and its copy w2 (BBC) are one story; w3 is another, at Reuters.
+    b.add(story_art("w1", "w1", "Reuters", ["A", "B", "C"]), NOW)
+    b.add(story_art("w2", "w1", "BBC", ["A", "B", "C"]), NOW)
+    b.add(story_art("w3", "w3", "Reuters", ["A"], ["D"]), NOW)
+    panes = {p.kind: p for p in b.close_through(T0 + H, NOW) if p.window_start_ms == T0}
+    a = next(r for r in panes["entity_counts"].records if r["entity_id"] == "A")
+    assert (a["articles"], a["stories"], a["outlets"]) == (3, 2, 2)
+    (t,) = [r for r in panes["cooccurrence"].records if r["tracked"] and r["scope"] == "article"]
+    assert (t["articles"], t["stories"], t["outlets"]) == (2, 1, 2)   # w1, w2
+    pair = next(r for r in panes["cooccurrence"].records
+                if r["entities"] == ["A", "D"] and r["scope"] == "article")
+    assert (pair["articles"], pair["stories"], pair["outlets"]) == (1, 1, 1)   # w3
+    assert panes["entity_counts"].total_articles == 3
+    # Per outlet: A at BBC (w2), at Reuters (w1, w3: 2 stories); the tuple at each once.
+    assert [(r["source"], r["subject"], r["entities"], r["articles"], r["stories"])
+            for r in panes["source_counts"].records] == [
+        ("BBC", "entity", ["A"], 1, 1), ("BBC", "tuple", ["A", "B", "C"], 1, 1),
+        ("Reuters", "entity", ["A"], 2, 2), ("Reuters", "tuple", ["A", "B", "C"], 1, 1)]

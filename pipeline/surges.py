@@ -1,0 +1,156 @@
+"""Surges: when a tracked entity or the tracked tuple becomes news.
+
+For each tracked subject (a tracked entity, a tracked tuple) every closed
+tumbling window is scored against a trailing baseline of the previous
+windows, on its **share** of the window's articles (articles holding it /
+every article counted in the window), so that a busy news day is not a
+surge. The detector is the modified z-score (Iglewicz and Hoaglin), the
+formula of Beam's ``apache_beam.ml.anomaly`` ``RobustZScore``, one-sided::
+
+    score = 0.6745 * (share - median(baseline)) / max(MAD(baseline), min_spread)
+
+A window is a surge when ``score >= threshold`` (default 3.5, Iglewicz and
+Hoaglin's cut-off), at least ``min_articles`` articles hold the subject and
+the baseline has at least ``min_history`` windows. The baseline is the
+shares of the subject in the ``baseline_windows`` windows closed before (a
+window without the subject counts as share 0; an hour without any article
+opens no window and is not in the baseline). ``min_spread`` keeps a
+subject that is almost always absent (MAD 0) from surging on one article.
+
+Why not Beam's detectors themselves: they run here (checked on the
+FnApiRunner and Prism 2.75, docs/surges.md), but keep their model in the
+runner's per-key state, which a restart after ``kill -9`` does not give
+back, and score elements in arrival order. ``SurgeDetector`` is plain data in
+the aggregation's checkpointed state, fed in window order by the pane DoFn
+when a tumbling window's ON_TIME pane goes out, so a restart scores the same.
+
+``SurgeDetector.observe(entity_pane, cooc_pane)`` returns the ``surges``
+records (``schemas/surge.avsc``) of that window and every subject's score.
+"""
+import statistics
+from collections import deque
+from typing import Dict, List, NamedTuple, Tuple
+
+from prometheus_client import Counter, Gauge
+
+from pipeline.records import WindowPane
+
+__all__ = ["SurgeDetector", "Scored", "SURGES", "modified_z_score", "SURGE_SCORE",
+           "SURGES_TOTAL", "DEFAULT_THRESHOLD", "count_scores", "surge_panes"]
+
+SURGES = "surges"
+SCALE = 0.6745  # the normal distribution's MAD / sigma, as in Beam's RobustZScore
+DEFAULT_THRESHOLD = 3.5
+
+SURGE_SCORE = Gauge("entitystream_surge_score",
+                    "The latest closed tumbling window's surge score of each tracked entity "
+                    "and tuple (modified z-score of its share of the window's articles).",
+                    ["subject"])
+SURGES_TOTAL = Counter("entitystream_surges",
+                       "Closed tumbling windows in which a tracked entity or tuple surged.",
+                       ["subject"])
+
+
+def modified_z_score(value: float, baseline, min_spread: float) -> Tuple[float, float, float]:
+    """``(score, median, spread)`` of ``value`` against ``baseline`` (non-empty)."""
+    median = statistics.median(baseline)
+    mad = statistics.median(abs(x - median) for x in baseline)
+    spread = max(mad, min_spread)
+    return SCALE * (value - median) / spread, median, spread
+
+
+class Scored(NamedTuple):
+    subject: str   # "RUSSIA", or "BRIDGE x NORTH_KOREA x RUSSIA"
+    score: float
+    surge: bool
+
+
+def _label(ids) -> str:
+    return " x ".join(ids)
+
+
+class SurgeDetector:
+    """Baselines of the tracked subjects; picklable plain data.
+
+    Args (keyword-only): ``entity_ids`` (tracked entity ids), ``tuples``
+    (tracked tuples, sorted ids), ``baseline_windows`` (default 24),
+    ``min_history`` (default 6), ``threshold`` (3.5), ``min_articles`` (3),
+    ``min_spread`` (0.005: half a percentage point of the window's articles).
+    """
+
+    def __init__(self, *, entity_ids, tuples, baseline_windows=24, min_history=6,
+                 threshold=DEFAULT_THRESHOLD, min_articles=3, min_spread=0.005):
+        if baseline_windows < 1 or not 1 <= min_history <= baseline_windows:
+            raise ValueError(f"surges need baseline_windows >= 1 and 1 <= min_history <= "
+                             f"baseline_windows, got {baseline_windows} and {min_history}")
+        if threshold <= 0 or min_spread <= 0 or min_articles < 1:
+            raise ValueError(f"surge threshold and min_spread must be > 0 and min_articles "
+                             f">= 1, got {threshold}, {min_spread} and {min_articles}")
+        self.subjects = ([("entity", (e,)) for e in sorted(entity_ids)]
+                         + [("tuple", tuple(sorted(t))) for t in sorted(tuples)])
+        self.threshold = threshold
+        self.min_history = min_history
+        self.min_articles = min_articles
+        self.min_spread = min_spread
+        self.history: Dict[tuple, deque] = {s: deque(maxlen=baseline_windows)
+                                            for s in self.subjects}
+        self.last_window_end = None  # ms: the newest window observed (no window twice)
+
+    def observe(self, entity_pane, cooc_pane) -> Tuple[List[dict], List[Scored]]:
+        """Score the window of ``entity_pane`` (its ``entity_counts`` pane) and
+        ``cooc_pane`` (its ``cooccurrence`` pane, or None); then add it to the
+        baselines. Returns ``(surge records, every subject's Scored)``."""
+        end = entity_pane.window_end_ms
+        if self.last_window_end is not None and end <= self.last_window_end:
+            return [], []   # already observed (a LATE pane, or re-emitted after a restart)
+        self.last_window_end = end
+        total = entity_pane.total_articles or 0
+        held = {("entity", (r["entity_id"],)): r["articles"] for r in entity_pane.records}
+        if cooc_pane is not None:
+            held.update({("tuple", tuple(r["entities"])): r["articles"] for r in cooc_pane.records
+                         if r["tracked"] and r["scope"] == "article"})
+        records, scored = [], []
+        for subject in self.subjects:
+            articles = held.get(subject, 0)
+            share = articles / total if total else 0.0
+            history = self.history[subject]
+            if len(history) >= self.min_history:
+                score, median, spread = modified_z_score(share, history, self.min_spread)
+                surge = score >= self.threshold and articles >= self.min_articles
+                scored.append(Scored(_label(subject[1]), score, surge))
+                if surge:
+                    records.append({
+                        "subject": subject[0], "entities": list(subject[1]),
+                        "articles": articles, "total_articles": total, "share": share,
+                        "baseline": median, "spread": spread,
+                        "baseline_windows": len(history), "score": score,
+                        "threshold": self.threshold})
+            history.append(share)
+        return records, scored
+
+
+def count_scores(scored: List[Scored]):
+    """The Prometheus gauge and counter for one window's scores."""
+    for s in scored:
+        SURGE_SCORE.labels(s.subject).set(s.score)
+        if s.surge:
+            SURGES_TOTAL.labels(s.subject).inc()
+
+
+def surge_panes(detector, panes, now_ms):
+    """Feed ``detector`` the ON_TIME panes of tumbling windows among ``panes``
+    (in window order); the ``surges`` panes of the windows with a surge."""
+    by_window = {}
+    for pane in panes:
+        if pane.pane_timing == "ON_TIME" and pane.kind in ("entity_counts", "cooccurrence"):
+            by_window.setdefault((pane.window_start_ms, pane.window_end_ms), {})[pane.kind] = pane
+    out = []
+    for (start, end), kinds in sorted(by_window.items()):
+        if "entity_counts" not in kinds:
+            continue
+        records, scored = detector.observe(kinds["entity_counts"], kinds.get("cooccurrence"))
+        count_scores(scored)
+        if records:
+            out.append(WindowPane(SURGES, start, end, "ON_TIME", 0, True, now_ms,
+                                  tuple(records)))
+    return out
