@@ -168,9 +168,28 @@ def _windows(t, size_ms, period_ms):
     return out
 
 
-def brute_force(articles, *, window_s, sliding_s, period_s, tuples):
+def story_decisions(articles):
+    """``{article id: (story id, source)}``: the duplicate decisions of
+    ``pipeline.stories.StoryIndex`` (default settings) over replay dicts in
+    publication order, as the pipeline reads them from one partition, on
+    the normalised body it signs. Only the decisions come from the project;
+    the counting in ``brute_force`` is done again here."""
+    from pipeline.stories import StoryIndex, story_signature
+    index = StoryIndex()
+    out = {}
+    for a in sorted(articles, key=lambda a: a["published_at"]):
+        if a["id"] not in out:
+            story = index.assign(a["id"], a["published_at"],
+                                 story_signature(normalise_text(a["body"])))
+            out[a["id"]] = (story, a["source"])
+    return out
+
+
+def brute_force(articles, *, window_s, sliding_s, period_s, tuples, stories=None):
     """``articles``: [(article_id, published_ms, [(entity_id, sentence_index)])].
-    Returns {key: value} for every final aggregate record (see final_rows)."""
+    Returns {key: value} for every final aggregate record (see final_rows):
+    ``(count, articles)``, or with ``stories`` (``story_decisions``)
+    ``(count, articles, distinct stories, distinct outlets)``."""
     out = {}
 
     def bump(key, n, article_id):
@@ -211,26 +230,32 @@ def brute_force(articles, *, window_s, sliding_s, period_s, tuples):
                 n = sum(1 for ids in sentences.values() if set(key) <= ids)
                 if n:
                     bump((kind, start, "sentence", key, True), n, article_id)
-    return {k: (n, len(ids)) for k, (n, ids) in out.items()}
+    if stories is None:
+        return {k: (n, len(ids)) for k, (n, ids) in out.items()}
+    return {k: (n, len(ids), len({stories[i][0] for i in ids}), len({stories[i][1] for i in ids}))
+            for k, (n, ids) in out.items()}
 
 
-def final_rows(rows, latest=False):
+def final_rows(rows, latest=False, stories=False):
     """Final-pane rows of ``inspect_output.load`` in brute_force's shape; with
     ``latest``, the rows of each window's latest pane, final or not (a
-    continuous run's running totals never get a final pane)."""
+    continuous run's running totals never get a final pane); with
+    ``stories``, values ``(count, articles, stories, outlets)``."""
     import datetime as dt
     from pipeline.inspect_output import latest_panes
     out = {}
     for r in latest_panes(rows) if latest else rows:
-        if "pane_index" not in r or not (latest or r["is_final"]):
+        if "pane_index" not in r or not (latest or r["is_final"]) or r["kind"] in (
+                "source_counts", "surges"):
             continue
         start = int(dt.datetime.strptime(r["window_start"], "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=dt.timezone.utc).timestamp() * 1000)
+        extra = (r["stories"], r["outlets"]) if stories else ()
         if "entity_id" in r:
-            out[(r["kind"], start, r["entity_id"])] = (r["mentions"], r["articles"])
+            out[(r["kind"], start, r["entity_id"])] = (r["mentions"], r["articles"]) + extra
         else:
             key = (r["kind"], start, r["scope"], tuple(r["entities"]), r["tracked"])
-            out[key] = (r["count"], r["articles"])
+            out[key] = (r["count"], r["articles"]) + extra
     return out
 
 

@@ -6,6 +6,13 @@ functions called directly (no Beam): what is under test here is the stream
 (Kafka source, decode, windows, panes, sink), and extraction has tests of its
 own. Co-occurrence caps are set above anything in the input so that the
 oracle needs none (the caps are unit-tested).
+
+Stories and outlets: the oracle takes the duplicate decisions of the
+project's ``StoryIndex`` over the same articles in publication order
+(``oracle.story_decisions``) and counts distinct stories and ``source``
+values itself. The Reuters slice gets copies made the way outlets make them
+(another source, boilerplate added, the last paragraph dropped), so that
+``stories`` and ``outlets`` differ from ``articles``.
 """
 import pathlib
 
@@ -15,7 +22,8 @@ from connectors.replay import publish, read_articles
 from pipeline import inspect_output
 from pipeline.run import start
 from pipeline.settings import Settings
-from tests.integration.oracle import brute_force, describe, differences, final_rows, mentions_of
+from tests.integration.oracle import (brute_force, describe, differences, final_rows,
+                                      mentions_of, story_decisions)
 
 pytestmark = [pytest.mark.broker, pytest.mark.spacy, pytest.mark.slow]
 
@@ -31,7 +39,21 @@ def run_bounded(bootstrap, topic, out, articles, **windows):
                         runner="direct", bounded=True, group_id=f"g-{topic}", metrics_port=0,
                         tracked_tuples=TUPLES, **WIDE, **windows)
     start(settings).wait_until_finish()
-    return final_rows(inspect_output.load(out))
+    return final_rows(inspect_output.load(out), stories=True)
+
+
+def copies(articles, every=10):
+    """Copies of every ``every``-th article, as another outlet makes them: an
+    hour later, its boilerplate added, the last paragraph dropped when there
+    are two or more."""
+    out = []
+    for a in articles[::every]:
+        paragraphs = a["body"].split("\n    ")
+        body = "\n    ".join(paragraphs[:-1] if len(paragraphs) > 1 else paragraphs)
+        out.append(dict(a, id=a["id"] + "-copy", source="Copy Wire",
+                        body=body + "\n    Copyright Copy Wire. All rights reserved.",
+                        published_at=a["published_at"] + 3_600_000))
+    return out
 
 
 def test_seeds_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):
@@ -39,7 +61,7 @@ def test_seeds_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):
     windows = dict(window_seconds=3600, sliding_window_seconds=86400, sliding_period_seconds=3600)
     got = run_bounded(bootstrap, topic, tmp_path, articles, **windows)
     want = brute_force(mentions_of(articles), window_s=3600, sliding_s=86400, period_s=3600,
-                       tuples=TUPLES)
+                       tuples=TUPLES, stories=story_decisions(articles))
     assert got == want
     kinds = {k[0] for k in want}
     assert kinds == {"entity_counts", "sliding_entity_counts", "running_entity_counts",
@@ -48,9 +70,11 @@ def test_seeds_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):
     # RUSSIA, NORTH_KOREA and BRIDGE, so the tracked tuple is in all 5
     # articles in the running totals, and in the one article of each seed's hour.
     tuple_key = ("BRIDGE", "NORTH_KOREA", "RUSSIA")
-    assert got[("running_cooccurrence", 0, "article", tuple_key, True)] == (5, 5)
+    # Five different stories from three outlets (seeds/manifest.json: "unknown"
+    # three times, EurAsian Times, Korea JoongAng Daily).
+    assert got[("running_cooccurrence", 0, "article", tuple_key, True)] == (5, 5, 5, 3)
     hours = [k for k in got if k[0] == "cooccurrence" and k[2:] == ("article", tuple_key, True)]
-    assert len(hours) == 5 and all(got[k] == (1, 1) for k in hours)
+    assert len(hours) == 5 and all(got[k] == (1, 1, 1, 1) for k in hours)
 
 
 def test_reuters_slice_every_aggregate_matches_brute_force(bootstrap, topic, tmp_path):
@@ -61,10 +85,19 @@ def test_reuters_slice_every_aggregate_matches_brute_force(bootstrap, topic, tmp
         articles.append(a)
         if len(articles) == 2000:
             break
+    made = copies(articles)
+    articles += made
     windows = dict(window_seconds=3600, sliding_window_seconds=6 * 3600,
                    sliding_period_seconds=3600)
     got = run_bounded(bootstrap, topic, tmp_path, articles, **windows)
+    decisions = story_decisions(articles)
     want = brute_force(mentions_of(articles), window_s=3600, sliding_s=6 * 3600,
-                       period_s=3600, tuples=TUPLES)
+                       period_s=3600, tuples=TUPLES, stories=decisions)
     assert len(want) > 10_000
     assert not any(differences(got, want)), describe(*differences(got, want))
+    # The copies were found: most joined their original's story, and the
+    # running totals count fewer stories than articles, two outlets or more.
+    joined = sum(decisions[c["id"]][0] == decisions[c["id"][:-len("-copy")]][0] for c in made)
+    running = [v for k, v in want.items() if k[0] == "running_entity_counts"]
+    assert joined >= 0.9 * len(made), (joined, len(made))
+    assert any(v[2] < v[1] for v in running) and max(v[3] for v in running) >= 2
