@@ -40,7 +40,7 @@ import re
 import sys
 import time
 
-from connectors.replay import read_reuters
+from connectors.replay import read_articles
 from pipeline.stories import StoryIndex, shingles, story_signature
 
 __all__ = ["main", "build_corpus", "pair_scores"]
@@ -111,12 +111,11 @@ def _exact_jaccard(a, b):
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
-def build_corpus(reuters_files=3, bbc_limit=1000, seed=7, words_mode="proportional"):
+def build_corpus(reuters_limit=2000, bbc_limit=1000, seed=7, words_mode="proportional"):
     """Originals (Reuters with their dates, BBC spread over the same span) and copies."""
     rng = random.Random(seed)
-    reuters = []
-    for path in sorted((CORPORA / "reuters21578").glob("reut2-*.sgm"))[:reuters_files]:
-        reuters += [a for a in read_reuters(path) if len(a["body"].split()) >= 20]
+    reuters = [a for a in read_articles([CORPORA / "reuters21578"])
+               if len(a["body"].split()) >= 20][:reuters_limit]
     start = min(a["published_at"] for a in reuters)
     bbc = list(read_bbc(CORPORA / "bbc"))
     rng.shuffle(bbc)
@@ -195,9 +194,7 @@ def recall_by_op(articles, predicted, truth):
 
 
 def raw_reuters_clusters(threshold, words, sample=12, seed=3):
-    articles = []
-    for path in sorted((CORPORA / "reuters21578").glob("reut2-*.sgm")):
-        articles += list(read_reuters(path))
+    articles = list(read_articles([CORPORA / "reuters21578"]))
     articles.sort(key=lambda a: (a["published_at"], a["id"]))
     predicted = assign_stories(articles, threshold, words)
     clusters = collections.defaultdict(list)
@@ -210,7 +207,8 @@ def raw_reuters_clusters(threshold, words, sample=12, seed=3):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reuters-files", type=int, default=3)
+    parser.add_argument("--reuters", type=int, default=2000,
+                        help="Reuters originals (of 20 words or more), in corpus order")
     parser.add_argument("--bbc", type=int, default=1000)
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7,0.8")
     parser.add_argument("--shingle-words", default="3,4,5")
@@ -223,7 +221,7 @@ def main(argv=None):
         print(f"corpora not found at {CORPORA}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    articles, truth = build_corpus(args.reuters_files, args.bbc, words_mode=args.words)
+    articles, truth = build_corpus(args.reuters, args.bbc, words_mode=args.words)
     copies = sum(1 for a in articles if "original" in a)
     merged = len(truth) - copies - len(set(truth[a["id"]] for a in articles if "original" not in a))
     print(f"corpus: {len(articles) - copies} originals, {copies} copies, {merged} originals "

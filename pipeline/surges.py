@@ -137,9 +137,10 @@ def count_scores(scored: List[Scored]):
             SURGES_TOTAL.labels(s.subject).inc()
 
 
-def surge_panes(detector, panes, now_ms):
+def surge_panes(detector, panes, now_ms, scored_out=None):
     """Feed ``detector`` the ON_TIME panes of tumbling windows among ``panes``
-    (in window order); the ``surges`` panes of the windows with a surge."""
+    (in window order); the ``surges`` panes of the windows with a surge.
+    ``scored_out``: a list to extend with every ``Scored`` (measurements)."""
     by_window = {}
     for pane in panes:
         if pane.pane_timing == "ON_TIME" and pane.kind in ("entity_counts", "cooccurrence"):
@@ -150,6 +151,8 @@ def surge_panes(detector, panes, now_ms):
             continue
         records, scored = detector.observe(kinds["entity_counts"], kinds.get("cooccurrence"))
         count_scores(scored)
+        if scored_out is not None:
+            scored_out.extend(scored)
         if records:
             out.append(WindowPane(SURGES, start, end, "ON_TIME", 0, True, now_ms,
                                   tuple(records)))
