@@ -47,6 +47,7 @@ import collections
 import functools
 import re
 import time
+from typing import NamedTuple
 
 import logging
 
@@ -60,7 +61,8 @@ from pipeline.normalise import end_heading
 from pipeline.records import ArticleEntities, Mention
 
 __all__ = ["ExtractEntities", "canonical_id", "load_model", "entities_of", "extract_spans",
-           "article_text", "EXCLUDED_LABELS", "DEFAULT_MODEL", "PERSON_TITLES"]
+           "extract_mentions", "mentions_of_texts", "FoundMention", "article_text", "in_model_language",
+           "EXCLUDED_LABELS", "DEFAULT_MODEL", "PERSON_TITLES"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -219,14 +221,47 @@ def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
     return [(span, eid, label) for span, eid, label, _ in found]
 
 
-def entities_of(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
-    """The ``Mention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
+class FoundMention(NamedTuple):
+    """One counted mention with where it is: ``text[start:end]`` of the analysed text."""
+    start: int           # character offsets into the analysed text
+    end: int
+    text: str            # surface form as written
+    label: str           # the label it is counted with
+    entity_id: str
+    sentence_index: int  # 0-based sentence number in the analysed text
+
+
+def extract_mentions(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+    """The ``FoundMention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
     sentence_of = {}
     if doc.has_annotation("SENT_START"):
         for index, sent in enumerate(doc.sents):
             sentence_of[sent.start] = index
-    return tuple(Mention(eid, span.text, label, sentence_of[span.sent.start] if sentence_of else 0)
+    return tuple(FoundMention(span.start_char, span.end_char, span.text, label, eid,
+                              sentence_of[span.sent.start] if sentence_of else 0)
                  for span, eid, label in extract_spans(doc, excluded_labels, tracked_types))
+
+
+def mentions_of_texts(nlp, texts, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+    """The ``FoundMention`` tuple of each text, one ``nlp.pipe`` call for them all: the
+    extraction of the pipeline's stage (``ExtractEntities``) and of ``entitystream extract``."""
+    return [extract_mentions(doc, excluded_labels, tracked_types)
+            for doc in nlp.pipe(texts, batch_size=max(1, len(texts)))]
+
+
+def _as_mention(found):
+    return Mention(found.entity_id, found.text, found.label, found.sentence_index)
+
+
+def entities_of(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+    """The ``Mention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
+    return tuple(map(_as_mention, extract_mentions(doc, excluded_labels, tracked_types)))
+
+
+def in_model_language(article, lang) -> bool:
+    """Whether ``article`` is in the model's language ``lang`` ("en-GB" is "en")."""
+    language = (article.language or "en").strip().lower().replace("_", "-").split("-")[0]
+    return language == lang
 
 
 def _words(text):
@@ -263,7 +298,7 @@ def _init_worker(model, tracked_entities, rules_only, excluded):
 
 def _mentions_of_batch(nlp, texts, excluded, types):
     """The ``Mention`` tuple of each text, one ``nlp.pipe`` call for the batch."""
-    return [entities_of(doc, excluded, types) for doc in nlp.pipe(texts, batch_size=len(texts))]
+    return [tuple(map(_as_mention, found)) for found in mentions_of_texts(nlp, texts, excluded, types)]
 
 
 def _extract_in_worker(texts):
@@ -346,8 +381,7 @@ class _RecogniseEntitiesFn(beam.DoFn):
         yield from self._emit_ready(limit=0)
 
     def _in_model_language(self, article):
-        language = (article.language or "en").strip().lower().replace("_", "-").split("-")[0]
-        return language == self._nlp.lang
+        return in_model_language(article, self._nlp.lang)
 
     def _submit(self):
         items, self._buffer = self._buffer, []
