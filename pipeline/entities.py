@@ -59,6 +59,7 @@ from prometheus_client import Counter, Histogram
 from pipeline.decode import DEFAULT_DEAD_LETTER_VALUE_BYTES
 from pipeline.normalise import end_heading
 from pipeline.records import ArticleEntities, Mention
+from pipeline.resolve import Item, resolve_article
 
 __all__ = ["ExtractEntities", "canonical_id", "load_model", "entities_of", "extract_spans",
            "extract_mentions", "mentions_of_texts", "FoundMention", "article_text", "in_model_language",
@@ -182,43 +183,76 @@ def _is_fragment(span, sentences):
             and sum(t.is_alpha for t in span) >= 0.6 * len(words))
 
 
-def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+_SHIPPED = object()
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_countries():
+    from pipeline.gazetteer import load_tracked_entities
+    return load_tracked_entities(None).country_table()
+
+
+def _split_person(span, full_names, single_names):
+    """``(organisation or None, person)`` spans when an ORG span ends in the name of a person
+    named elsewhere in the article ("Air Force for Acquisition Darleen Druyun" with "Darleen
+    Druyun" or "Druyun" as a PERSON), else None."""
+    for size in (3, 2):
+        if len(span) <= size:
+            continue
+        tail = span[len(span) - size:]
+        if not all(t.is_alpha and t.text[0].isupper() for t in tail):
+            continue
+        name = canonical_text("PERSON", tail.text)
+        if name in full_names or (size == 2 and name.split()[-1] in single_names):
+            return _trim(span[:len(span) - size], "ORG"), tail
+    return None
+
+
+def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None, countries=_SHIPPED):
     """``[(span, entity_id, label)]`` of the mentions counted in ``doc``, in order.
 
     ``tracked_types`` maps a tracked canonical id to its type; a span with an
     ``id_`` is a tracked mention (label: its type, else the span's label).
+    ``countries``: the ``CountryTable`` (pipeline/resolve.py; the default: the
+    shipped one; None: no country ids). Which mentions are one entity is
+    decided by ``resolve.resolve_article``; the label is the one it is counted with.
     """
     tracked_types = tracked_types or {}
+    if countries is _SHIPPED:
+        countries = _shipped_countries()
     sentences = doc.has_annotation("SENT_START")
     found = []
     for ent in doc.ents:
         if ent.id_:
-            found.append([ent, ent.id_, tracked_types.get(ent.id_, ent.label_), None])
+            found.append((ent, Item(ent.text, ent.start_char, ent.end_char,
+                                    tracked_types.get(ent.id_, ent.label_), None, ent.id_)))
             continue
         if ent.label_ in excluded_labels:
             continue
         span = _trim(ent, ent.label_)
         if span is None or _is_fragment(span, sentences):
             continue
-        found.append([span, None, ent.label_, canonical_text(ent.label_, span.text)])
-    # One article: a one-word name that is the last (or first) name of one longer PERSON.
-    by_last, by_first = collections.defaultdict(set), collections.defaultdict(set)
-    for _, eid, label, name in found:
-        if eid is None and label == "PERSON" and len(name.split()) > 1:
-            by_last[name.split()[-1]].add(name)
-            by_first[name.split()[0]].add(name)
-    for item in found:
-        _, eid, label, name = item
-        if eid is not None:
-            continue
-        if label in _SHORT_NAME_LABELS and " " not in name:
-            match = by_last.get(name, ())
-            if not match and label == "PERSON":
-                match = by_first.get(name, ())
-            if len(match) == 1:
-                item[2], item[3] = "PERSON", next(iter(match))
-        item[1] = f"{item[2]}:{item[3]}"
-    return [(span, eid, label) for span, eid, label, _ in found]
+        found.append((span, Item(span.text, span.start_char, span.end_char, ent.label_,
+                                 canonical_text(ent.label_, span.text))))
+    full_names = {i.name for _, i in found if i.label == "PERSON" and " " in i.name}
+    single_names = {i.name for _, i in found if i.label == "PERSON" and " " not in i.name}
+    if full_names or single_names:
+        split = []
+        for span, item in found:
+            parts = (_split_person(span, full_names, single_names)
+                     if item.label == "ORG" and item.entity_id is None and len(span) > 2 else None)
+            if parts is None:
+                split.append((span, item))
+                continue
+            head, tail = parts
+            if head is not None and not _is_fragment(head, sentences):
+                split.append((head, Item(head.text, head.start_char, head.end_char, "ORG",
+                                         canonical_text("ORG", head.text))))
+            split.append((tail, Item(tail.text, tail.start_char, tail.end_char, "PERSON",
+                                     canonical_text("PERSON", tail.text))))
+        found = split
+    resolve_article([item for _, item in found], doc.text, countries)
+    return [(span, item.entity_id, item.label) for span, item in found]
 
 
 class FoundMention(NamedTuple):
@@ -231,7 +265,8 @@ class FoundMention(NamedTuple):
     sentence_index: int  # 0-based sentence number in the analysed text
 
 
-def extract_mentions(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+def extract_mentions(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None,
+                     countries=_SHIPPED):
     """The ``FoundMention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
     sentence_of = {}
     if doc.has_annotation("SENT_START"):
@@ -239,13 +274,15 @@ def extract_mentions(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
             sentence_of[sent.start] = index
     return tuple(FoundMention(span.start_char, span.end_char, span.text, label, eid,
                               sentence_of[span.sent.start] if sentence_of else 0)
-                 for span, eid, label in extract_spans(doc, excluded_labels, tracked_types))
+                 for span, eid, label in extract_spans(doc, excluded_labels, tracked_types, countries))
 
 
 def mentions_of_texts(nlp, texts, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
     """The ``FoundMention`` tuple of each text, one ``nlp.pipe`` call for them all: the
-    extraction of the pipeline's stage (``ExtractEntities``) and of ``entitystream extract``."""
-    return [extract_mentions(doc, excluded_labels, tracked_types)
+    extraction of the pipeline's stage (``ExtractEntities``) and of ``entitystream extract``.
+    The country table is the tracked-entity ruler's (its file's ``countries``)."""
+    countries = nlp.get_pipe(RULER).countries if RULER in nlp.pipe_names else _SHIPPED
+    return [extract_mentions(doc, excluded_labels, tracked_types, countries)
             for doc in nlp.pipe(texts, batch_size=max(1, len(texts)))]
 
 

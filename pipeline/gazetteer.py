@@ -40,6 +40,8 @@ from spacy.language import Language
 from spacy.pipeline.span_ruler import SpanRuler, prioritize_new_ents_filter
 from spacy.scorer import get_ner_prf
 
+from pipeline.resolve import check_countries_config
+
 __all__ = ["TrackedEntity", "Alias", "Gazetteer", "load_tracked_entities",
            "TrackedEntityRuler", "DEFAULT_TRACKED_ENTITIES", "FACTORY"]
 
@@ -59,7 +61,7 @@ _ID = re.compile(r"[A-Z][A-Z0-9_]*")
 _LABEL = re.compile(r"[A-Z][A-Z_]*")
 _SHOWN_CHARS = 80
 _PHRASE_ATTRS = ("ORTH", "LOWER", "NORM")
-_TOP_KEYS = {"_comment", "version", "phrase_matcher_attr", "entities"}
+_TOP_KEYS = {"_comment", "version", "phrase_matcher_attr", "entities", "countries"}
 _ENTITY_KEYS = {"_comment", "id", "name", "type", "aliases"}
 
 
@@ -82,6 +84,15 @@ class Gazetteer:
     entities: Tuple[TrackedEntity, ...]
     phrase_matcher_attr: str = "LOWER"
     source: str = ""
+    countries: str = "{}"  # the file's "countries" object as JSON (pipeline/resolve.py)
+
+    def country_table(self):
+        """The ``CountryTable`` of this file (None: disabled); tracked entities win."""
+        from pipeline.resolve import country_table
+        tracked = tuple((e.id, e.type, tuple(a.pattern for a in e.aliases
+                                             if isinstance(a.pattern, str)))
+                        for e in self.entities)
+        return country_table(self.countries, tracked)
 
     @property
     def types(self) -> Dict[str, str]:
@@ -234,7 +245,8 @@ def load_tracked_entities(path=None) -> Gazetteer:
             _fail(path, f"entities[{i}].id", f"{entity.id} is listed twice")
         ids.add(entity.id)
         entities.append(entity)
-    return Gazetteer(tuple(entities), phrase_attr, str(path))
+    countries = check_countries_config(path, doc.get("countries", {}))
+    return Gazetteer(tuple(entities), phrase_attr, str(path), json.dumps(countries, sort_keys=True))
 
 
 class TrackedEntityRuler(SpanRuler):
@@ -242,6 +254,7 @@ class TrackedEntityRuler(SpanRuler):
 
     def __init__(self, nlp: Language, name: str = FACTORY, *, path: Optional[str] = None):
         self.gazetteer = load_tracked_entities(path)
+        self.countries = self.gazetteer.country_table()
         super().__init__(nlp, name, spans_key=None, annotate_ents=True,
                          ents_filter=prioritize_new_ents_filter,
                          phrase_matcher_attr=self.gazetteer.phrase_matcher_attr,
