@@ -171,6 +171,27 @@ def _trim(span, label):
     return doc[start:end] if end > start else None
 
 
+_DATE_TOKEN = re.compile(r"\d{4}-\d\d")
+_JOINERS = frozenset({"/", "-", "--"})
+
+
+def _pieces(ent):
+    """``ent`` cut where one span holds several names: at a spaced "/" or "-" ("CAN / U.S.
+    DOLLAR EXCHANGE", "FEATURE - Singapore") and before a date ("Austria 1996-12-07")."""
+    doc, start, end = ent.doc, ent.start, ent.end
+    for i in range(start, end):
+        if _DATE_TOKEN.match(doc[i].text):
+            end = i
+            break
+    pieces, first = [], start
+    for i in range(start, end):
+        if doc[i].text in _JOINERS and i > start and doc[i - 1].whitespace_ and doc[i].whitespace_:
+            pieces.append(doc[first:i])
+            first = i + 1
+    pieces.append(doc[first:end])
+    return [p for p in pieces if len(p)] if len(pieces) > 1 or end < ent.end else [ent]
+
+
 def _is_fragment(span, sentences):
     """A headline fragment ("The Regional Implications of"), or a headline taken whole as one
     entity: 4+ tokens covering 60 % of the words of a title-case or upper-case sentence."""
@@ -208,14 +229,16 @@ def _split_person(span, full_names, single_names):
     return None
 
 
-def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None, countries=_SHIPPED):
+def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None, countries=_SHIPPED,
+                  typed_labels=False):
     """``[(span, entity_id, label)]`` of the mentions counted in ``doc``, in order.
 
     ``tracked_types`` maps a tracked canonical id to its type; a span with an
     ``id_`` is a tracked mention (label: its type, else the span's label).
     ``countries``: the ``CountryTable`` (pipeline/resolve.py; the default: the
     shipped one; None: no country ids). Which mentions are one entity is
-    decided by ``resolve.resolve_article``; the label is the one it is counted with.
+    decided by ``resolve.resolve_article``; the label is the one it is counted with
+    (``typed_labels``: the one it has in the article, "NORP" for a demonym of a country).
     """
     tracked_types = tracked_types or {}
     if countries is _SHIPPED:
@@ -229,11 +252,15 @@ def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None, coun
             continue
         if ent.label_ in excluded_labels:
             continue
-        span = _trim(ent, ent.label_)
-        if span is None or _is_fragment(span, sentences):
+        whole = _trim(ent, ent.label_)
+        if whole is None or _is_fragment(whole, sentences):
             continue
-        found.append((span, Item(span.text, span.start_char, span.end_char, ent.label_,
-                                 canonical_text(ent.label_, span.text))))
+        for piece in _pieces(ent):
+            span = _trim(piece, ent.label_)
+            if span is None or _is_fragment(span, sentences):
+                continue
+            found.append((span, Item(span.text, span.start_char, span.end_char, ent.label_,
+                                     canonical_text(ent.label_, span.text))))
     full_names = {i.name for _, i in found if i.label == "PERSON" and " " in i.name}
     single_names = {i.name for _, i in found if i.label == "PERSON" and " " not in i.name}
     if full_names or single_names:
@@ -252,7 +279,8 @@ def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None, coun
                                      canonical_text("PERSON", tail.text))))
         found = split
     resolve_article([item for _, item in found], doc.text, countries)
-    return [(span, item.entity_id, item.label) for span, item in found]
+    return [(span, item.entity_id, item.typed_label if typed_labels else item.label)
+            for span, item in found]
 
 
 class FoundMention(NamedTuple):

@@ -80,11 +80,12 @@ class Item:
     (``start``, ``end`` in the article text), ``label``, canonical ``name``, and
     ``entity_id`` (set for tracked mentions, which no rule changes)."""
 
-    __slots__ = ("text", "start", "end", "label", "name", "entity_id")
+    __slots__ = ("text", "start", "end", "label", "name", "entity_id", "typed_label")
 
     def __init__(self, text, start, end, label, name, entity_id=None):
         self.text, self.start, self.end = text, start, end
         self.label, self.name, self.entity_id = label, name, entity_id
+        self.typed_label = label  # the label before a country id made it GPE ("NORP")
 
     def __repr__(self):
         return f"Item({self.text!r}, {self.label}, {self.name!r}, {self.entity_id!r})"
@@ -198,6 +199,7 @@ def resolve_article(items, text="", countries=None):
     _short_organisations(free)
     _majority_labels(free)
     for item in free:
+        item.typed_label = item.label
         found = countries.lookup(item.name, item.label) if countries is not None else None
         if found:
             item.entity_id, item.label = found
