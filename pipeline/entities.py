@@ -172,6 +172,7 @@ def _trim(span, label):
 
 
 _DATE_TOKEN = re.compile(r"\d{4}-\d\d")
+_YEAR = re.compile(r"(?:19|20)\d\d")
 _JOINERS = frozenset({"/", "-", "--"})
 
 
@@ -179,8 +180,9 @@ def _pieces(ent):
     """``ent`` cut where one span holds several names: at a spaced "/" or "-" ("CAN / U.S.
     DOLLAR EXCHANGE", "FEATURE - Singapore") and before a date ("Austria 1996-12-07")."""
     doc, start, end = ent.doc, ent.start, ent.end
-    for i in range(start, end):
-        if _DATE_TOKEN.match(doc[i].text):
+    for i in range(start + 1, end):
+        if _DATE_TOKEN.match(doc[i].text) or (_YEAR.fullmatch(doc[i].text) and i + 1 < len(doc)
+                                             and doc[i + 1].text == "-"):
             end = i
             break
     pieces, first = [], start

@@ -24,7 +24,9 @@ without any network:
    counted under the short name ("Apple" and "Apple Computer": ``ORG:apple``);
 6. **countries** (``CountryTable``): a GPE, LOC or NORP mention whose text is a
    country's name, short form or demonym ("U.S.", "United States",
-   "America", "American") is ``COUNTRY:<ISO alpha-3>`` (``COUNTRY:USA``),
+   "America", "American"), or an ORG mention whose text is a country's name
+   (its team, its government: "Japan" tagged ORG in a sports report), is
+   ``COUNTRY:<ISO alpha-3>`` (``COUNTRY:USA``),
    counted with the label GPE, whatever article it is in; a country that a
    tracked entity names (RUSSIA) is counted under the tracked id instead.
 
@@ -221,9 +223,11 @@ class CountryTable:
 
     def lookup(self, name: str, label: str) -> Optional[Tuple[str, str]]:
         """The ``(id, label)`` a mention ``name`` labelled ``label`` is counted with."""
+        key = _key(name)
+        if label == "ORG":  # a country's name as an organisation: its team, its government
+            return self._names.get(key)
         if label not in COUNTRY_LABELS:
             return None
-        key = _key(name)
         return self._names.get(key) or self._demonyms.get(key)
 
     def __len__(self):
