@@ -14,6 +14,8 @@ import json
 import pathlib
 import re
 
+import spacy
+
 from pipeline.normalise import normalise_text
 
 SKIPPED_LABELS = {"CARDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL"}
@@ -28,18 +30,41 @@ ENDING_WORDS = set("""of the a an and or for in on at to with by from between in
     about against after before as via than""".split())
 
 
+@spacy.registry.misc("oracle_excluding_filter.v1")
+def _excluding_filter():
+    """New entities first (as spacy.prioritize_new_ents_filter.v1), without the alias matches
+    that overlap an ``exclude`` match of their entity (doc.spans["oracle_excluded"])."""
+    def apply(entities, spans):
+        if spans:
+            excluded = spans[0].doc.spans.get("oracle_excluded", [])
+            spans = [s for s in spans if not any(x.id_ == s.id_ and x.start < s.end
+                                                 and s.start < x.end for x in excluded)]
+        new = spacy.util.filter_spans(spans)
+        taken = {i for s in new for i in range(s.start, s.end)}
+        return new + [e for e in entities if not any(i in taken for i in range(e.start, e.end))]
+    return apply
+
+
 def oracle_nlp(nlp, tracked_file=TRACKED_FILE):
-    """``nlp`` (the shipped model) with spaCy's span_ruler on the tracked entities;
-    returns ``(nlp, {id: type})``."""
+    """``nlp`` (the shipped model) with spaCy's span_ruler on the tracked entities (and a
+    second one on their ``exclude`` patterns); returns ``(nlp, {id: type})``."""
     config = json.loads(pathlib.Path(tracked_file).read_text(encoding="utf-8"))
     if "parser" in nlp.pipe_names:
         nlp.disable_pipe("parser")
     if "senter" in nlp.disabled:
         nlp.enable_pipe("senter")
+    attr = config.get("phrase_matcher_attr", "LOWER")
+    exclusions = [{"id": e["id"], "label": "EXCLUDED", "pattern": pattern}
+                  for e in config["entities"] for pattern in e.get("exclude", [])]
+    if exclusions:
+        excluder = nlp.add_pipe("span_ruler", name="oracle_excluder", config={
+            "spans_key": "oracle_excluded", "annotate_ents": False, "phrase_matcher_attr": attr})
+        with nlp.select_pipes(enable=[]):
+            excluder.add_patterns(exclusions)
     ruler = nlp.add_pipe("span_ruler", name="oracle_ruler", config={
         "spans_key": None, "annotate_ents": True, "overwrite": False,
-        "ents_filter": {"@misc": "spacy.prioritize_new_ents_filter.v1"},
-        "phrase_matcher_attr": config.get("phrase_matcher_attr", "LOWER")})
+        "ents_filter": {"@misc": "oracle_excluding_filter.v1"},
+        "phrase_matcher_attr": attr})
     patterns = []
     for e in config["entities"]:
         for alias in e["aliases"]:

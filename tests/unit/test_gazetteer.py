@@ -21,8 +21,10 @@ def test_default_file_has_the_seed_entities():
     phrases = {a.pattern for e in g.entities for a in e.aliases if isinstance(a.pattern, str)}
     assert {"Russia", "Russian Federation", "Russian", "Russians", "North Korea", "DPRK",
             "Democratic People's Republic of Korea", "North Korean", "North Koreans"} <= phrases
-    # BRIDGE matches on lemma and part of speech: the tagger must run.
-    assert g.needs_tagger and "LEMMA" in g.token_attrs
+    # BRIDGE matches word forms, with context exclusions: no tagger or lemmatizer (issue 13).
+    assert not g.needs_tagger and "LEMMA" not in g.token_attrs
+    bridge = next(e for e in g.entities if e.id == "BRIDGE")
+    assert bridge.exclude and "Stamford Bridge" in bridge.exclude
     demonyms = {a.pattern: a.label for e in g.entities for a in e.aliases if a.label}
     assert demonyms == {"Russian": "NORP", "Russians": "NORP", "North Korean": "NORP",
                         "North Koreans": "NORP"}
