@@ -9,15 +9,16 @@ only what entities and sentences need:
 - rules-only mode (``rules_only=True``): no statistical NER; the ruler alone,
   with the rule-based ``sentencizer`` for sentences;
 - either way, what the tracked patterns' token attributes need: ``LEMMA``
-  (the default BRIDGE concept) adds ``tok2vec``, ``tagger``,
-  ``attribute_ruler`` and ``lemmatizer``; ``POS`` the first three; ``TAG``
-  only ``tok2vec`` and ``tagger`` (see docs/benchmarks.md for their cost).
+  adds ``tok2vec``, ``tagger``, ``attribute_ruler`` and ``lemmatizer``;
+  ``POS`` the first three; ``TAG`` only ``tok2vec`` and ``tagger`` (see
+  docs/benchmarks.md for their cost). The shipped file needs none of them:
+  its BRIDGE is matched by word forms, with ``exclude`` context patterns.
 
 Articles are buffered and sent through ``nlp.pipe`` together: up to
 ``batch_size`` at a time, and whatever is left at the end of a bundle. Each
 result keeps the timestamp and windows of its article.
 
-Ids (``entities_of``):
+Ids (``extract_spans``, ``entities_of``):
 
 - a tracked entity's mention: its canonical id (``RUSSIA``) and its type;
 - any other entity: ``LABEL:canonical text`` (``canonical_id``): curly
@@ -25,14 +26,20 @@ Ids (``entities_of``):
   trailing possessive removed, and for PERSON leading titles removed
   ("President Vladimir Putin" -> ``PERSON:vladimir putin``). The span is
   trimmed the same way (also leading/trailing punctuation, and at a line
-  break); a headline fragment is dropped: a span ending in a function word
-  ("The Regional Implications of"), or 4+ tokens covering most of a
-  title-case sentence ("Pyongyang Visit Cemented Crucial Infrastructure Deal");
-- within one article, a one-word PERSON, ORG, WORK_OF_ART or PRODUCT name
-  equal to the last name of exactly one longer PERSON name is that person
-  ("Mishustin" -> ``PERSON:mikhail mishustin``); a one-word PERSON name with
-  no such match but equal to the first name of exactly one is too ("Kim" ->
-  ``PERSON:kim jong-un``: family name first).
+  break), cut where it holds several names (at a spaced "/" or "-", before a
+  date: "CAN / U.S. DOLLAR EXCHANGE", "Austria 1996-12-07"), and an ORG span
+  ending in the name of a person of the article is split in two ("Air Force
+  for Acquisition Darleen Druyun"); a headline fragment is dropped: a span
+  ending in a function word ("The Regional Implications of"), or 4+ tokens
+  covering most of a title-case sentence ("Pyongyang Visit Cemented Crucial
+  Infrastructure Deal");
+- then ``pipeline/resolve.py`` (``resolve_article``) decides which mentions
+  are one entity: corporate suffixes, one label per entity in an article,
+  acronyms ("General Motors (GM)"), people (the last-name and first-name
+  rules: "Mishustin" -> ``PERSON:mikhail mishustin``, "Kim" ->
+  ``PERSON:kim jong-un`` when one person of the article has that name), short
+  organisation names, and countries (``COUNTRY:USA`` for "U.S.", "United
+  States", "American"; a country a tracked entity names gets its tracked id).
 
 Numeric and temporal labels are not counted by default (``EXCLUDED_LABELS``).
 
