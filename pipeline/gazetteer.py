@@ -281,8 +281,8 @@ class TrackedEntityRuler(SpanRuler):
         self._exclusions = self._exclusion_matchers(nlp)
 
     def _exclusion_matchers(self, nlp):
-        """``(Matcher, PhraseMatcher)`` of the entities' ``exclude`` patterns (match ids
-        are the entity ids), or None when no entity has any."""
+        """The ``Matcher`` and ``PhraseMatcher`` of the entities' ``exclude`` patterns (those
+        with patterns; match ids are the entity ids), or None when no entity has any."""
         from spacy.matcher import Matcher, PhraseMatcher
         if not any(e.exclude for e in self.gazetteer.entities):
             return None
@@ -296,7 +296,7 @@ class TrackedEntityRuler(SpanRuler):
             if phrase_patterns:
                 with nlp.select_pipes(enable=[]):
                     phrases.add(e.id, list(nlp.pipe(phrase_patterns)))
-        return tokens, phrases
+        return tuple(m for m in (tokens, phrases) if len(m))
 
     def match(self, doc):
         """The alias matches, without those inside an ``exclude`` match of their entity
