@@ -14,12 +14,12 @@ warmed up on one batch first; only the pass over the N texts is timed:
    gives entities and sentences;
 3. the project's extraction stage, full: ``_RecogniseEntitiesFn`` (the
    ExtractEntities DoFn) driven directly, without a runner: batching,
-   ``load_model`` (ner, senter, tagger/lemmatizer for the lemma patterns,
-   tracked-entity ruler), ``entities_of`` and the metrics;
+   ``load_model`` (ner, senter, the tracked-entity ruler; the shipped BRIDGE
+   is word forms with exclusions, so no tagger or lemmatizer),
+   ``mentions_of_texts`` (ids, resolution) and the metrics;
 4. the same, ``rules_only=True``: tracked entities only;
-5. rules-only with BRIDGE written as noun forms and tags (``LOWER`` in
-   bridge/bridges, ``TAG`` NN/NNS/NNP/NNPS) instead of ``LEMMA``: the tagger
-   without the attribute ruler and lemmatizer.
+5. rules-only with BRIDGE's word forms also required to be tagged nouns
+   (``TAG`` NN/NNS/NNP/NNPS): what the tagger costs.
 
 Prints a markdown table (articles/s, words/s, ratio to bare as shipped).
 

@@ -138,7 +138,6 @@ def _acronyms(items, text, countries):
         if item.label != "PERSON":
             for initials in _initials(item.name):
                 by_initials[initials].add((item.name, item.label))
-    names = {item.name for item in items}
     for item in items:
         if not _ACRONYM.fullmatch(item.text) or len(_letters(item.text)) < 2:
             continue
@@ -148,7 +147,7 @@ def _acronyms(items, text, countries):
         match = defined.get(key) or by_initials.get(key, ())
         if len(match) == 1:
             name, label = next(iter(match))
-            if name != item.name and not (" " not in name and name in names and name == key):
+            if name != item.name:
                 item.name, item.label = name, label
 
 

@@ -205,7 +205,6 @@ def _resolve(found, text, countries):
             for ini in {"".join(w[0] for w in parts if w not in SKIP_INITIALS),
                         "".join(w[0] for w in parts)}:
                 initials.setdefault(ini, set()).add((name, label))
-    all_names = {f[1] for f in found}
     for f in found:
         label, name, surface, _ = f
         letters = surface.replace(".", "")
@@ -218,7 +217,7 @@ def _resolve(found, text, countries):
         match = defined.get(letters.lower()) or initials.get(letters.lower(), set())
         if len(match) == 1:
             n2, l2 = next(iter(match))
-            if n2 != name and not (" " not in n2 and n2 in all_names and n2 == letters.lower()):
+            if n2 != name:
                 f[0], f[1] = l2, n2
     # people
     full = {}

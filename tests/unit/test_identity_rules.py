@@ -161,3 +161,24 @@ def test_whole_extraction_on_a_real_article():
     assert by_text["US"] == by_text["America"] == {"COUNTRY:USA"}
     # 8 by reading (headline 1, "General Motors (GM)" 2, then 5 "GM"); grep -ow agrees.
     assert sum(t in ("GM", "General Motors") for t, _ in found) == 8
+
+
+@pytest.mark.spacy
+def test_a_tracked_entities_file_can_make_a_capital_its_state(tmp_path):
+    """Seed 002 "Pyongyang's broader military ambitions" (the state): with the shipped file
+    Pyongyang is its own place; a copy with capital_is_country PRK counts it as the tracked
+    NORTH_KOREA, which names that country."""
+    from pipeline.entities import RULER, extract_spans, load_model
+    from pipeline.gazetteer import DEFAULT_TRACKED_ENTITIES
+    config = json.loads(DEFAULT_TRACKED_ENTITIES.read_text(encoding="utf-8"))
+    config["countries"] = {"capital_is_country": ["PRK"]}
+    path = tmp_path / "tracked.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    text = "Analysts said Pyongyang's broader military ambitions worry Seoul."
+    for tracked, want in ((None, "GPE:pyongyang"), (str(path), "NORTH_KOREA")):
+        nlp = load_model(tracked_entities=tracked)
+        ruler = nlp.get_pipe(RULER)
+        found = {s.text: eid for s, eid, _ in extract_spans(
+            nlp(text), tracked_types=ruler.gazetteer.types, countries=ruler.countries)}
+        assert found["Pyongyang"] == want
+        assert found["Seoul"] == "GPE:seoul"

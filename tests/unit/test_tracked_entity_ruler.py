@@ -76,7 +76,7 @@ def test_a_bad_file_fails_when_the_component_is_added(tmp_path):
 
 
 @pytest.mark.spacy
-def test_default_bridge_concept_matches_nouns_by_lemma_not_the_verb():
+def test_default_bridge_concept_matches_nouns_not_the_verb():
     nlp = load_model(DEFAULT_MODEL)
     # Seed 004's headline: "Bridging" is a verb; the two tracked countries are found.
     doc = nlp("Bridging Alliances: The New Road Between Russia and North Korea.")
