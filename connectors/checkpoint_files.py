@@ -1,8 +1,8 @@
 """CheckpointFiles: the aggregation's checkpoints, kept beside its Avro output.
 
 ``<output>/_checkpoint/aggregation.pickle`` holds the latest checkpoint (the
-open windows, the source ledger and the outputs not yet known to be written;
-see ``pipeline/aggregate.py``). It is written like the pane files: a
+window book's snapshot, the source ledger and the outputs not yet known to be
+written; see ``pipeline/checkpointer.py``). It is written like the pane files: a
 temporary name, fsync, rename, then an fsync of the directory, so a crash
 leaves either the old checkpoint or the new one, never half of one.
 
@@ -25,7 +25,7 @@ _LOG = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
 _NAME = "aggregation.pickle"
-_FORMAT = 1
+_FORMAT = 2  # 2: WindowBook snapshots (pipeline/checkpointer.py)
 
 CHECKPOINT_SECONDS = Histogram("entitystream_checkpoint_duration_seconds",
                                "Time to write one aggregation checkpoint.")

@@ -6,7 +6,8 @@ Data flows one way (see docs/architecture.md)::
       -> decode.DecodeArticles               Article        (bad messages -> dead letters)
       -> normalise.NormaliseText             Article        (clean body text)
       -> entities.ExtractEntities            ArticleEntities (spaCy, in batches)
-      -> aggregate.CountMentions             WindowPane     (event-time windows, panes)
+      -> aggregate.AggregateEntities         WindowPane     (event-time windows, panes;
+                                                             rules in window_book.WindowBook)
       -> connectors.avro_files.WriteWindowPanes   Avro files, one per window and pane
 
 ``run.run(argv)`` wires the stages from a :class:`settings.Settings`.

@@ -12,15 +12,30 @@ added to its module *and* to this list.
 They count in the process that runs the DoFns. Prism and the DirectRunner run
 them in the launching process (Prism's LOOPBACK environment), where
 ``serve`` starts the HTTP endpoint, so ``/metrics`` shows the job's counts.
+
+With SDK workers in processes of their own (``--environment_type=EXTERNAL``,
+a worker pool; Flink's shape), the counts are made in the workers. There
+``ReportMetricsToBeam`` (applied after the sinks) reports what the worker's
+registry counted since its last report as Beam metrics (counters by delta,
+gauges by value, floats as integer thousandths, labels in the metric name);
+the runner sums them over workers and steps, and in the launcher
+``BeamJobMetrics``, a prometheus-client collector, asks the job service for
+them at each scrape and serves them under the same names and labels, so the
+shipped dashboard and alert rules read them unchanged.
 """
 import importlib.metadata
+import json
 import logging
+import time
 from typing import NamedTuple, Tuple
 
-from prometheus_client import Info, REGISTRY, start_http_server
+import apache_beam as beam
+from prometheus_client import CollectorRegistry, Info, REGISTRY, start_http_server
+from prometheus_client.core import Metric
 
 __all__ = ["serve", "set_identity", "identity", "sample_value", "EXPORTED_METRICS",
-           "ExportedMetric", "series_names", "OWNER_MODULES"]
+           "ExportedMetric", "series_names", "OWNER_MODULES", "ReportMetricsToBeam",
+           "BeamJobMetrics", "job_registry"]
 
 _LOG = logging.getLogger(__name__)
 IDENTITY = Info("entitystream_build",
@@ -130,10 +145,10 @@ def series_names():
     return names
 
 
-def serve(port: int, host: str = "127.0.0.1"):
+def serve(port: int, host: str = "127.0.0.1", registry=REGISTRY):
     """Start the /metrics endpoint; return the (server, thread) pair."""
     try:
-        return start_http_server(port, addr=host)
+        return start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         msg = (f"cannot serve metrics on {host}:{port}: {exc}; choose another "
                f"--metrics-port or 0 to disable")
@@ -164,3 +179,149 @@ def sample_value(name: str, labels=None) -> float:
     """Current value of one sample in this process's registry (0 if absent)."""
     value = REGISTRY.get_sample_value(name, labels or {})
     return value or 0.0
+
+
+# --- SDK workers outside the launcher: registry -> Beam metrics -> /metrics ---
+
+_NAMESPACE = "entitystream"
+_MILLI = 1000  # floats travel as integer thousandths
+
+
+def _key(sample_name, labels):
+    return f"{sample_name}|{json.dumps(sorted(labels.items()))}"
+
+
+def _unkey(key):
+    name, _, labels = key.partition("|")
+    return name, tuple(tuple(kv) for kv in json.loads(labels or "[]"))
+
+
+class _RegistryReporter:
+    """What this process's registry counted since the last report, as Beam metrics."""
+
+    def __init__(self):
+        self._sent = {}  # key -> thousandths already reported (counters)
+        self._exported = series_names()
+
+    def report(self):
+        from apache_beam.metrics import Metrics
+        for family in REGISTRY.collect():
+            for sample in family.samples:
+                if sample.name not in self._exported or family.type == "info":
+                    continue
+                key, value = _key(sample.name, sample.labels), int(round(sample.value * _MILLI))
+                if family.type == "gauge":
+                    Metrics.gauge(_NAMESPACE, key).set(value)
+                elif value != self._sent.get(key, 0):
+                    Metrics.counter(_NAMESPACE, key).inc(value - self._sent.get(key, 0))
+                    self._sent[key] = value
+
+
+class _ReportMetricsFn(beam.DoFn):
+    def __init__(self, interval_s):
+        self._interval_s = interval_s
+
+    def setup(self):
+        self._reporter, self._last = _RegistryReporter(), 0.0
+
+    def process(self, _):
+        if time.monotonic() - self._last >= self._interval_s:
+            self._last = time.monotonic()
+            self._reporter.report()
+
+    def finish_bundle(self):
+        self._reporter.report()
+
+
+class ReportMetricsToBeam(beam.PTransform):
+    """Anything -> nothing: after each bundle (and at most every
+    ``interval_seconds`` within one) report this worker's prometheus-client
+    counts as Beam metrics. Apply it after the sinks, in a pipeline whose SDK
+    workers do not run in the launcher."""
+
+    def __init__(self, *, interval_seconds=1.0):
+        super().__init__()
+        self._interval = interval_seconds
+
+    def expand(self, pcoll):
+        return pcoll | "Report" >> beam.ParDo(_ReportMetricsFn(self._interval))
+
+
+class BeamJobMetrics:
+    """A prometheus-client collector serving a running job's Beam metrics
+    (reported by ``ReportMetricsToBeam``) under the pipeline's own names.
+
+    ``attach(result)`` once the job runs; each scrape asks the job service
+    again (a ``PipelineResult.metrics()`` keeps its first answer) and keeps
+    the last answer for when the service is gone."""
+
+    def __init__(self):
+        self._result, self._last = None, []
+
+    def attach(self, result):
+        self._result = result
+
+    def _query(self):
+        from apache_beam.portability.api import beam_job_api_pb2
+        from apache_beam.runners.portability.portable_runner import PortableMetrics
+        result = self._result
+        try:
+            response = result._job_service.GetJobMetrics(  # noqa: SLF001 - see docstring
+                beam_job_api_pb2.GetJobMetricsRequest(job_id=result._job_id))
+            self._last = PortableMetrics(response).query()
+        except Exception:  # noqa: BLE001 - the job service went away: the last answer
+            _LOG.debug("job metrics not available", exc_info=True)
+        return self._last
+
+    def values(self):
+        """``{(sample name, labels): value}``, summed over steps (gauges: the latest)."""
+        if self._result is None:
+            return {}
+        query, out, stamps = self._query(), {}, {}
+        for r in (query or {}).get("counters", []):
+            if r.key.metric.namespace == _NAMESPACE:
+                k = _unkey(r.key.metric.name)
+                out[k] = out.get(k, 0) + (r.committed or r.attempted or 0) / _MILLI
+        for r in (query or {}).get("gauges", []):
+            g = r.committed or r.attempted
+            if r.key.metric.namespace == _NAMESPACE and g is not None:
+                k = _unkey(r.key.metric.name)
+                if k not in stamps or g.timestamp > stamps[k]:
+                    out[k], stamps[k] = g.value / _MILLI, g.timestamp
+        return out
+
+    def collect(self):
+        families = {}
+        for (sample, labels), value in sorted(self.values().items()):
+            name, typ = _family_of(sample)
+            if name not in families:
+                families[name] = Metric(name, EXPORTED_METRICS[_exported_name(name, typ)].help,
+                                        typ)
+            families[name].add_sample(sample, dict(labels), value)
+        return list(families.values())
+
+
+def _family_of(sample):
+    """(family name, type) of an exported sample name."""
+    for suffix in ("_bucket", "_count", "_sum"):
+        base = sample[:-len(suffix)]
+        if sample.endswith(suffix) and EXPORTED_METRICS.get(base, _NONE).type == "histogram":
+            return base, "histogram"
+    if sample.endswith("_total") and sample in EXPORTED_METRICS:
+        return sample[:-len("_total")], "counter"
+    return sample, EXPORTED_METRICS[sample].type
+
+
+def _exported_name(family, typ):
+    return family + "_total" if typ == "counter" else family
+
+
+_NONE = ExportedMetric("", (), "", "")
+
+
+def job_registry(collector: BeamJobMetrics):
+    """A registry for ``serve``: the job's metrics and this pipeline's identity."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    registry.register(IDENTITY)
+    return registry

@@ -13,7 +13,13 @@
 
 - ``prism``: Beam's Prism runner (streaming unless ``--bounded``), the binary
   built by ``deploy.prism``; SDK workers run in this process (LOOPBACK), so
-  the Prometheus endpoint served here sees every DoFn's metrics.
+  the Prometheus endpoint served here sees every DoFn's metrics. Beam's own
+  ``--environment_type=EXTERNAL --environment_config=HOST:PORT`` (passed
+  through) runs them in a worker pool of their own instead
+  (``python -m apache_beam.runners.worker.worker_pool_main
+  --service_port=PORT``, the project's virtualenv first on PATH); the
+  aggregation then keeps its state in the runner's state
+  (``workers_in_process``).
 - ``direct``: Beam's FnApiRunner in this process, for ``--bounded`` runs.
 """
 import argparse
@@ -42,13 +48,16 @@ from pipeline.entities import ExtractEntities
 from pipeline.normalise import NormaliseText
 from pipeline.settings import Settings, add_arguments, from_args
 
-__all__ = ["build", "run", "start", "wait", "cancel", "resolve_bootstrap"]
+__all__ = ["build", "run", "start", "wait", "cancel", "resolve_bootstrap", "external_workers"]
 
 _LOG = logging.getLogger(__name__)
 
 
-def build(p, settings: Settings, bootstrap_servers: str):
-    """Apply the whole pipeline to ``p``; return the PCollection of written file paths."""
+def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: bool = True):
+    """Apply the whole pipeline to ``p``; return the PCollection of written file paths.
+
+    ``workers_in_process``: the SDK workers run in this process (LOOPBACK, the
+    FnApiRunner), so the aggregation may keep its state here (PRISM-9)."""
     checkpointed = settings.checkpoint_interval_seconds > 0 and bool(settings.group_id)
     security = settings.kafka_security.client_config()  # TLS/SASL for every Kafka client
     records = p | "ReadArticles" >> ReadFromKafka(
@@ -90,16 +99,21 @@ def build(p, settings: Settings, bootstrap_servers: str):
                       on_checkpoint=CommitOffsets(
                           bootstrap_servers=bootstrap_servers, group_id=settings.group_id,
                           consumer_config=security) if checkpointed else None,
-                      # Both runners here run the SDK worker in this process and
-                      # fail the job on a failed bundle (see AggregateEntities).
-                      state_in_process=settings.runner in ("prism", "direct")))
-    aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
+                      # Both runners here fail the job on a failed bundle; with
+                      # the SDK worker in this process the state may stay here.
+                      state_in_process=workers_in_process))
+    late = aggregated.late_articles | "WriteLateArticles" >> WriteLateArticles(
         output_dir=settings.output_dir)
     if settings.aggregates_topic:
         aggregated.panes | "PublishAggregates" >> PublishAggregates(
             bootstrap_servers=bootstrap_servers, topic=settings.aggregates_topic,
             producer_config=security)
-    return aggregated.panes | "WriteAggregates" >> WriteWindowPanes(output_dir=settings.output_dir)
+    written = aggregated.panes | "WriteAggregates" >> WriteWindowPanes(
+        output_dir=settings.output_dir)
+    if not workers_in_process:  # the workers' counts reach /metrics as Beam metrics
+        (written, late) | "AllWritten" >> beam.Flatten() | "ReportMetrics" >> (
+            metrics.ReportMetricsToBeam())
+    return written
 
 
 def resolve_bootstrap(settings: Settings) -> str:
@@ -107,6 +121,12 @@ def resolve_bootstrap(settings: Settings) -> str:
         return settings.bootstrap_servers
     from deploy import broker
     return broker.bootstrap_servers()
+
+
+def external_workers(beam_args) -> bool:
+    """Whether Beam's flags put the SDK workers outside this process."""
+    options = PipelineOptions(list(beam_args)).get_all_options()
+    return (options.get("environment_type") or "LOOPBACK").upper() not in ("LOOPBACK",)
 
 
 def _runner_and_options(settings: Settings, beam_args):
@@ -118,8 +138,9 @@ def _runner_and_options(settings: Settings, beam_args):
     from deploy.prism import ensure_prism
     quiet = [] if any(a.startswith("--prism_log_level") for a in beam_args) else [
         "--prism_log_level=error"]  # unless asked for, e.g. --prism_log_level=debug
-    options = PipelineOptions(beam_args + [
-        f"--prism_location={ensure_prism()}", "--environment_type=LOOPBACK"] + quiet)
+    loopback = [] if external_workers(beam_args) else ["--environment_type=LOOPBACK"]
+    options = PipelineOptions(beam_args + [f"--prism_location={ensure_prism()}"] + loopback
+                              + quiet)
     options.view_as(StandardOptions).streaming = not settings.bounded
     return PrismRunner(), options
 
@@ -139,10 +160,14 @@ def start(settings: Settings, beam_args=()):
     runner, options = _runner_and_options(settings, list(beam_args))
     metrics.set_identity(**metrics.identity(settings.runner, settings.spacy_model))
     p = beam.Pipeline(runner=runner, options=options)
-    build(p, settings, bootstrap)
+    build(p, settings, bootstrap, workers_in_process=not external_workers(beam_args))
     _LOG.info("running on %s: topic %s at %s -> %s", settings.runner, settings.topic,
               bootstrap, settings.output_dir)
-    return p.run()
+    result = p.run()
+    # The graph holds the aggregation's StateStore, whose in-process copy must
+    # outlive DoFns the SDK tears down when idle (docs/runner-notes.md SDK-2).
+    result.entitystream_pipeline = p
+    return result
 
 
 def cancel(result):
@@ -203,8 +228,10 @@ def run(argv=None):
                              "0 for none (default %(default)s)")
     args, beam_args = parser.parse_known_args(argv)
     settings = from_args(args)
+    job_metrics = metrics.BeamJobMetrics() if external_workers(beam_args) else None
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port, settings.metrics_host)
+        metrics.serve(settings.metrics_port, settings.metrics_host, registry=(
+            metrics.REGISTRY if job_metrics is None else metrics.job_registry(job_metrics)))
         print(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", flush=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -214,6 +241,8 @@ def run(argv=None):
         if args.status_interval_seconds > 0:  # before start(): the direct runner blocks in it
             reporter = status.StatusReporter(args.status_interval_seconds).start()
         result = start(settings, beam_args)
+        if job_metrics is not None:
+            job_metrics.attach(result)
         state = wait(result, stop) if settings.runner == "prism" else result.wait_until_finish()
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -434,3 +434,57 @@ def mentions_of(articles, rules_only=False, tracked_entities=None):
     return [(a["id"], a["published_at"], [(m.entity_id, m.sentence_index)
                                           for m in entities_of(doc)])
             for a, doc in zip(articles, nlp.pipe(texts, batch_size=64))]
+
+
+def is_pair(key):
+    """A co-occurrence pair key of ``final_rows`` (bounded, not exact)."""
+    return len(key) == 5 and not key[4]
+
+
+def differences(got, want):
+    """``(missing, extra, wrong)`` of two ``final_rows`` dicts; empty when equal."""
+    missing, extra = set(want) - set(got), set(got) - set(want)
+    wrong = {k: (got[k], want[k]) for k in set(got) & set(want) if got[k] != want[k]}
+    return missing, extra, wrong
+
+
+def describe(missing, extra, wrong):
+    return (f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong; e.g. "
+            f"{sorted(missing)[:3]} {sorted(extra)[:3]} {list(wrong.items())[:3]}")
+
+
+def pair_bounds(rows):
+    """``{(kind, start, scope, ids): (count_lower, count_upper, articles_lower,
+    articles_upper)}`` of the pair records of each window's latest pane."""
+    import datetime as dt
+    from pipeline.inspect_output import latest_panes
+    out = {}
+    for r in latest_panes(rows):
+        if "scope" not in r or r["tracked"]:
+            continue
+        start = int(dt.datetime.strptime(r["window_start"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.timezone.utc).timestamp() * 1000)
+        out[(r["kind"], start, r["scope"], tuple(r["entities"]))] = (
+            r["count_lower"], r["count_upper"], r["articles_lower"], r["articles_upper"])
+    return out
+
+
+def bound_violations(want, bounds):
+    """Where the published pair bounds (``pair_bounds``) do not hold for the
+    true counts (``brute_force``): a reported pair whose true count or
+    articles lie outside its bounds, or an unreported pair whose true count
+    exceeds the smallest ``count_upper`` its window reports
+    (pipeline/heavy_hitters.py)."""
+    truth = {k[:4]: v for k, v in want.items() if is_pair(k)}
+    smallest_upper = {}
+    for (kind, start, _, _), (_, upper, _, _) in bounds.items():
+        smallest_upper[(kind, start)] = min(upper, smallest_upper.get((kind, start), upper))
+    bad = []
+    for key, (lo, hi, a_lo, a_hi) in bounds.items():
+        count, articles = truth.get(key, (0, 0))
+        if not (lo <= count <= hi and a_lo <= articles <= a_hi):
+            bad.append((key, (count, articles), (lo, hi, a_lo, a_hi)))
+    for key, (count, _) in truth.items():
+        if key not in bounds and count > smallest_upper.get(key[:2], 0):
+            bad.append((key, count, "not reported", smallest_upper.get(key[:2])))
+    return bad

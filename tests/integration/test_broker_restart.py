@@ -44,7 +44,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from connectors.replay import publish, read_articles
 from deploy import broker
 from pipeline import inspect_output
-from tests.integration.oracle import brute_force, final_rows, mentions_of
+from tests.integration.oracle import brute_force, describe, differences, final_rows, mentions_of
 from tests.integration.pipeline_process import PipelineProcess, committed, wait_until
 from tests.scrape import free_port, total
 
@@ -229,11 +229,7 @@ def test_broker_restart_mid_run_loses_nothing_and_shows_in_metrics(own_broker, t
         proc.stop()
 
     got = final_rows(inspect_output.load(out), latest=True)
-    missing, extra = set(want) - set(got), set(got) - set(want)
-    wrong = {k: (got[k], want[k]) for k in set(got) & set(want) if got[k] != want[k]}
-    assert not missing and not extra and not wrong, (
-        f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong; e.g. "
-        f"{sorted(missing)[:3]} {sorted(extra)[:3]} {list(wrong.items())[:3]}")
+    assert not any(differences(got, want)), describe(*differences(got, want))
     # Every kind of aggregate, many windows, the tracked tuple among them.
     assert len(want) > 1_000 and any(k[3] == TUPLE for k in want if len(k) == 5), len(want)
     assert {k[0] for k in want} == {

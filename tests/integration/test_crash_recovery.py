@@ -7,8 +7,17 @@ phrase-only tracked entities, tests/fixtures/reuters_tracked_entities.json,
 so that the test is quick yet every window holds entities and pairs). When the group has committed its first checkpoint, the pipeline
 and its runner get SIGKILL. The same command is started again; when the
 group has committed the whole topic, the latest pane of every window must
-equal ``oracle.brute_force`` over every article exactly once: the
-uninterrupted answer, computed without Beam. The restarted run must also
+equal ``oracle.brute_force`` over every article exactly once (the
+uninterrupted answer, computed without Beam) for every exact aggregate:
+mention counts and tracked tuples. Co-occurrence pairs are kept in a
+Misra-Gries summary of ``--top-k-pairs`` (5 here, so that the running
+table and the busier hours are pruned): there every reported pair's true
+count and articles must lie within the bounds the record publishes, and
+every pair not reported must be at most what its window's bounds allow
+(``oracle.bound_violations``). The pair tables are also compared with a clean
+run of the same summary over the same articles in order (the window book,
+no Beam): the test prints how many entries differ; each difference is
+within the bounds, since both hold the truth. The restarted run must also
 have skipped what the checkpoint already held (``replayed``), and its books
 must balance.
 
@@ -22,7 +31,8 @@ import pytest
 
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output
-from tests.integration.oracle import brute_force, final_rows, mentions_of
+from tests.integration.oracle import (bound_violations, brute_force, describe, differences,
+                                      final_rows, is_pair, mentions_of, pair_bounds)
 from tests.integration.pipeline_process import PipelineProcess, committed, wait_until
 from tests.scrape import total
 
@@ -33,6 +43,7 @@ REUTERS = ROOT.parent / "shared" / "corpora" / "reuters21578"
 ARTICLES = int(os.environ.get("ENTITYSTREAM_R2_ARTICLES", "3000"))
 TRACKED = ROOT / "tests" / "fixtures" / "reuters_tracked_entities.json"
 TUPLE = ("JAPAN", "OIL", "US")
+TOP_K = 5  # the phrase-only entities give 28 distinct running pairs, up to 20 an hour
 
 
 def reuters(n):
@@ -64,18 +75,51 @@ def pipeline_args(topic, out, bootstrap, group):
             "--tracked-entities", TRACKED, "--tracked-tuple", ",".join(TUPLE),
             "--window-seconds", 3600, "--sliding-window-seconds", 6 * 3600,
             "--sliding-period-seconds", 3600,
-            "--max-entities-per-article", 10_000, "--top-k-pairs", 10_000_000,
+            "--max-entities-per-article", 10_000, "--top-k-pairs", TOP_K,
             "--checkpoint-interval-seconds", 2, "--early-firing-seconds", 1,
             "--idle-timeout-seconds", 2]
+
+
+def clean_pair_tables(mentions):
+    """The pair tables of an uninterrupted run of the same summary over the
+    articles in order: the window book driven directly (no Beam, no Kafka)."""
+    from pipeline.cooccurrence import article_cooccurrence
+    from pipeline.records import ArticleEntities, Mention
+    from pipeline.tallies import tally_article
+    from pipeline.window_book import WindowBook
+    from pipeline.windows import RUNNING_END_MS, WindowSpec
+    book = WindowBook(specs=(WindowSpec.tumbling(3600), WindowSpec.sliding(6 * 3600, 3600),
+                             WindowSpec.running()),
+                      allowed_lateness_ms=0, early_firing_ms=None, top_k_pairs=TOP_K)
+
+    class Art:
+        def __init__(self, article_id, t, found):
+            ms = tuple(Mention(e, e, "X", i) for e, i in found)
+            self.article_id, self.published_ms = article_id, t
+            self.tally = tally_article(ArticleEntities(article_id, t, ms))
+            self.cooc = article_cooccurrence(ms, 10_000, (TUPLE,))
+
+    for article_id, t, found in mentions:
+        book.add(Art(article_id, t, found), now_ms=t)
+    out = {}
+    for pane in book.close_through(RUNNING_END_MS, 0):
+        for r in pane.records:
+            if "scope" in r and not r["tracked"]:
+                out[(pane.kind, pane.window_start_ms, r["scope"], tuple(r["entities"]))] = (
+                    r["count_lower"], r["count_upper"], r["articles_lower"], r["articles_upper"])
+    return out
 
 
 def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, topic, tmp_path):
     articles = reuters(ARTICLES)
     n = len(articles)
     publish(articles, bootstrap_servers=bootstrap, topic=topic)
-    want = brute_force(mentions_of(articles, rules_only=True, tracked_entities=TRACKED),
-                       window_s=3600,
-                       sliding_s=6 * 3600, period_s=3600, tuples=(TUPLE,))
+    mentions = mentions_of(articles, rules_only=True, tracked_entities=TRACKED)
+    truth = brute_force(mentions, window_s=3600, sliding_s=6 * 3600, period_s=3600,
+                        tuples=(TUPLE,))
+    want = {k: v for k, v in truth.items() if not is_pair(k)}   # exact aggregates
+    exact = lambda rows: {k: v for k, v in final_rows(rows, latest=True).items()
+                          if not is_pair(k)}
     out, group = tmp_path / "out", f"g-{topic}"
     args = pipeline_args(topic, out, bootstrap, group)
 
@@ -101,20 +145,28 @@ def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, to
         wait_until(lambda: committed(bootstrap, group, topic)[0] == n, max(300, n / 10),
                    f"all {n} offsets committed after the restart", proc=second)
         # The last panes follow the last checkpoint by at most a few seconds.
-        wait_until(lambda: final_rows(inspect_output.load(out), latest=True) == want, 120,
+        wait_until(lambda: exact(inspect_output.load(out)) == want, 120,
                    "the latest panes to equal the uninterrupted result", poll_s=2, proc=second)
         samples = second.metrics()
     finally:
         second.stop()
 
-    got = final_rows(inspect_output.load(out), latest=True)  # after a clean stop: still equal
-    missing, extra = set(want) - set(got), set(got) - set(want)
-    wrong = {k: (got[k], want[k]) for k in set(got) & set(want) if got[k] != want[k]}
-    assert not missing and not extra and not wrong, (
-        f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong; e.g. "
-        f"{sorted(missing)[:3]} {sorted(extra)[:3]} {list(wrong.items())[:3]}")
+    rows = inspect_output.load(out)   # after a clean stop: still equal
+    assert not any(differences(exact(rows), want)), describe(*differences(exact(rows), want))
     # Every kind of aggregate, many windows, the tracked tuple among them.
     assert len(want) > 1_000 and any(k[3] == TUPLE for k in want if len(k) == 5)
+    # The pairs: every published bound holds, and the summary was put to work
+    # (some pair's bounds are apart: the table was pruned).
+    bounds = pair_bounds(rows)
+    bad = bound_violations(truth, bounds)
+    assert not bad, f"{len(bad)} pair bounds do not hold, e.g. {bad[:3]}"
+    pruned = {k[:2] for k, (lo, hi, _, _) in bounds.items() if hi > lo}
+    assert ("running_cooccurrence", 0) in pruned, "the running pair table was never pruned"
+    clean = clean_pair_tables(mentions)
+    assert not bound_violations(truth, clean)      # the clean run's bounds hold too
+    everywhere = set(clean) | set(bounds)
+    differ = {k for k in everywhere if clean.get(k) != bounds.get(k)}
+    running = {k for k in everywhere if k[0] == "running_cooccurrence"}
     assert {k[0] for k in want} == {
         "entity_counts", "sliding_entity_counts", "running_entity_counts", "cooccurrence",
         "running_cooccurrence"}
@@ -129,8 +181,12 @@ def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, to
     # Reuters holds a few repeated stories (same id in the same hour): duplicates.
     assert settled["aggregated"] + settled["duplicate"] + settled["replayed"] == consumed
     assert "restored the aggregation checkpoint" in second.log()
-    print(f"\nR2: {n} articles, {len(want)} aggregates; killed at committed offset {at_kill}, "
-          f"rewound to {rewound}; second run read {consumed:.0f}: {settled}")
+    print(f"\nR2: {n} articles, {len(want)} exact aggregates, {len(bounds)} pairs reported in "
+          f"{len({k[:2] for k in bounds})} windows ({len(pruned)} pruned); killed at committed "
+          f"offset {at_kill}, rewound to {rewound}; second run read {consumed:.0f}: {settled}; "
+          f"pair tables: {len(differ)} of {len(everywhere)} entries differ from a clean run "
+          f"({len(differ & running)} of {len(running)} in the running table), all within the "
+          f"bounds")
 
 
 def test_a_finished_bounded_run_then_new_input_starts_new_windows(bootstrap, topic, tmp_path):

@@ -15,7 +15,7 @@ from connectors.replay import publish, read_articles
 from pipeline import inspect_output
 from pipeline.run import start
 from pipeline.settings import Settings
-from tests.integration.oracle import brute_force, final_rows, mentions_of
+from tests.integration.oracle import brute_force, describe, differences, final_rows, mentions_of
 
 pytestmark = [pytest.mark.broker, pytest.mark.spacy, pytest.mark.slow]
 
@@ -67,9 +67,4 @@ def test_reuters_slice_every_aggregate_matches_brute_force(bootstrap, topic, tmp
     want = brute_force(mentions_of(articles), window_s=3600, sliding_s=6 * 3600,
                        period_s=3600, tuples=TUPLES)
     assert len(want) > 10_000
-    missing = set(want) - set(got)
-    extra = set(got) - set(want)
-    wrong = {k: (got[k], want[k]) for k in set(got) & set(want) if got[k] != want[k]}
-    assert not missing and not extra and not wrong, (
-        f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong; e.g. "
-        f"{sorted(missing)[:3]} {sorted(extra)[:3]} {list(wrong.items())[:3]}")
+    assert not any(differences(got, want)), describe(*differences(got, want))

@@ -1,5 +1,5 @@
 """Entity ids and the per-window tally, on hand-made mentions."""
-from pipeline.aggregate import EntityTallyFn, tally_article
+from pipeline.tallies import MentionTally, tally_article
 from pipeline.entities import canonical_id
 from pipeline.records import ArticleEntities, Mention
 
@@ -19,11 +19,10 @@ def test_tally_counts_mentions_and_articles():
     a1 = ArticleEntities("a1", 0, (m("GPE:russia", "Russia"), m("GPE:russia", "Russia"),
                                    m("GPE:north korea", "North Korea")))
     a2 = ArticleEntities("a2", 0, (m("GPE:russia", "RUSSIA"),))
-    fn = EntityTallyFn()
-    acc = fn.create_accumulator()
+    acc = MentionTally()
     for a in (a1, a2):
-        acc = fn.add_input(acc, tally_article(a))
-    rows = {r["entity_id"]: r for r in fn.extract_output(acc)}
+        acc.add(tally_article(a))
+    rows = {r["entity_id"]: r for r in acc.rows()}
     # Hand count: russia 2 + 1 = 3 mentions in 2 articles; north korea 1 in 1.
     assert (rows["GPE:russia"]["mentions"], rows["GPE:russia"]["articles"]) == (3, 2)
     assert rows["GPE:russia"]["entity_text"] == "Russia"  # most frequent form
@@ -31,12 +30,13 @@ def test_tally_counts_mentions_and_articles():
 
 
 def test_merge_equals_sequential_adds():
-    fn = EntityTallyFn()
     t1 = tally_article(ArticleEntities("a", 0, (m("GPE:x", "X"),) * 3))
     t2 = tally_article(ArticleEntities("b", 0, (m("GPE:x", "X"), m("GPE:y", "Y"))))
-    left = fn.add_input(fn.create_accumulator(), t1)
-    right = fn.add_input(fn.create_accumulator(), t2)
-    merged = fn.extract_output(fn.merge_accumulators([left, right]))
+    left, right = MentionTally(), MentionTally()
+    left.add(t1)
+    right.add(t2)
+    left.merge(right)
+    merged = left.rows()
     assert merged == ({"entity_id": "GPE:x", "entity_text": "X", "entity_label": "GPE",
                        "mentions": 4, "articles": 2},
                       {"entity_id": "GPE:y", "entity_text": "Y", "entity_label": "GPE",

@@ -25,17 +25,60 @@ V1_ENTITY_COUNT = {"window_start": 0, "window_end": 3_600_000, "entity_id": "GPE
                    "is_final": True, "emitted_at": 5}
 
 
+V1_COOCCURRENCE = {"kind": "cooccurrence", "window_start": 0, "window_end": 3_600_000,
+                   "scope": "sentence", "entities": ["GPE:japan", "GPE:u.s."], "tracked": False,
+                   "count": 7, "articles": 5, "pane_timing": "ON_TIME", "pane_index": 0,
+                   "is_final": True, "emitted_at": 5}
+# A pair of the current version: its estimate 7 with the summary's bounds.
+V2_COOCCURRENCE = dict(V1_COOCCURRENCE, count_lower=7, count_upper=9, articles_lower=5,
+                       articles_upper=7)
+
+
 def test_there_is_history_to_check():
-    assert [p.name for p in HISTORY] == ["entity_count.v1.avsc"]
+    assert [p.name for p in HISTORY] == ["cooccurrence.v1.avsc", "entity_count.v1.avsc"]
 
 
-@pytest.mark.parametrize("old", HISTORY, ids=lambda p: p.name)
-def test_old_files_read_with_current_schema(old):
+def test_old_entity_counts_read_with_current_schema():
     import json
-    name = old.name.split(".")[0]
-    (row,) = _roundtrip(json.loads(old.read_text()), load_schema(name), V1_ENTITY_COUNT)
+    old = SCHEMA_DIR / "history" / "entity_count.v1.avsc"
+    (row,) = _roundtrip(json.loads(old.read_text()), load_schema("entity_count"), V1_ENTITY_COUNT)
     assert row["entity_id"] == "GPE:russia" and row["mentions"] == 3
     assert row["kind"] == "entity_counts"    # added in v2 with this default
+
+
+def test_old_cooccurrence_read_with_current_schema_has_no_stated_bounds():
+    import json
+    old = json.loads((SCHEMA_DIR / "history" / "cooccurrence.v1.avsc").read_text())
+    (row,) = _roundtrip(old, load_schema("cooccurrence"), V1_COOCCURRENCE)
+    assert row["count"] == 7 and row["articles"] == 5
+    # Added with null defaults: v1 pruned its pair table without a bound.
+    assert (row["count_lower"], row["count_upper"], row["articles_lower"],
+            row["articles_upper"]) == (None, None, None, None)
+
+
+def test_current_cooccurrence_read_by_an_old_reader():
+    import json
+    old = json.loads((SCHEMA_DIR / "history" / "cooccurrence.v1.avsc").read_text())
+    (row,) = _roundtrip(load_schema("cooccurrence"), old, V2_COOCCURRENCE)
+    times = ("window_start", "window_end", "emitted_at")   # read back as datetimes
+    assert set(row) == set(V1_COOCCURRENCE)               # the bounds are simply not seen
+    assert {k: v for k, v in row.items() if k not in times} == {
+        k: v for k, v in V1_COOCCURRENCE.items() if k not in times}
+
+
+def test_every_cooccurrence_record_the_pipeline_makes_fits_the_schema():
+    from pipeline.cooccurrence import ArticleCooccurrence
+    from pipeline.tallies import CooccurrenceTally
+    tally = CooccurrenceTally.empty(top_k=1)
+    tally.add(ArticleCooccurrence({("sentence", ("A", "B")): 2, ("article", ("A", "B")): 1},
+                                  {("article", ("A", "B", "C")): 1}))
+    base = {k: V1_COOCCURRENCE[k] for k in ("kind", "window_start", "window_end",
+                                            "pane_timing", "pane_index", "is_final",
+                                            "emitted_at")}
+    for record in tally.rows():
+        (row,) = _roundtrip(load_schema("cooccurrence"), load_schema("cooccurrence"),
+                            dict(record, **base))
+        assert set(record) <= set(row) and row["count_lower"] <= row["count_upper"]
 
 
 def test_incompatible_change_fails():

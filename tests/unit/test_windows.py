@@ -1,8 +1,7 @@
 """Window assignment and co-occurrence extraction: pure functions, hand-checked."""
 import pytest
 
-from pipeline.aggregate import CooccurrenceTally
-from pipeline.cooccurrence import ArticleCooccurrence, article_cooccurrence
+from pipeline.cooccurrence import article_cooccurrence
 from pipeline.records import Mention
 from pipeline.windows import RUNNING_END_MS, WindowSpec, assign
 
@@ -56,14 +55,3 @@ def test_cap_drops_pairs_of_rare_entities():
     mentions = [m("X", 0), m("X", 0), m("Y", 0), m("Y", 0), m("Z", 0)]
     cooc = article_cooccurrence(mentions, max_entities=2, tracked_tuples=[])
     assert set(cooc.pairs) == {("sentence", ("X", "Y")), ("article", ("X", "Y"))}
-
-
-def test_pair_table_is_pruned_to_top_k_when_it_doubles():
-    tally = CooccurrenceTally(top_k=2)
-    acc = tally.create()
-    # Five articles each bring one pair; pair P0 comes twice more.
-    for name in ["P0", "P0", "P0", "P1", "P1", "P2", "P3", "P4"]:
-        acc = tally.add(acc, ArticleCooccurrence({("article", (name, "Z")): 1}, {}))
-    # The table may hold up to 2k = 4 pairs; at the 5th it keeps the top 2 (P0: 3, P1: 2).
-    rows = tally.extract(acc)
-    assert [(r["entities"], r["count"]) for r in rows] == [(["P0", "Z"], 3), (["P1", "Z"], 2)]
