@@ -16,6 +16,7 @@ setup(
         "fastavro==1.13.1",
         "prometheus-client==0.26.0",
         "matplotlib==3.10.9",
+        "pycountry==26.2.16",  # ISO 3166 country names for the country table (LGPL-2.1, unmodified)
         "datasketch==2.0.0",  # MinHash signatures of near-duplicate stories (scipy with it)
     ],
     extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0", "hypothesis==6.170.15"]},

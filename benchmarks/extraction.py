@@ -14,14 +14,20 @@ warmed up on one batch first; only the pass over the N texts is timed:
    gives entities and sentences;
 3. the project's extraction stage, full: ``_RecogniseEntitiesFn`` (the
    ExtractEntities DoFn) driven directly, without a runner: batching,
-   ``load_model`` (ner, senter, tagger/lemmatizer for the lemma patterns,
-   tracked-entity ruler), ``entities_of`` and the metrics;
+   ``load_model`` (ner, senter, the tracked-entity ruler; the shipped BRIDGE
+   is word forms with exclusions, so no tagger or lemmatizer),
+   ``mentions_of_texts`` (ids, resolution) and the metrics;
 4. the same, ``rules_only=True``: tracked entities only;
-5. rules-only with BRIDGE written as noun forms and tags (``LOWER`` in
-   bridge/bridges, ``TAG`` NN/NNS/NNP/NNPS) instead of ``LEMMA``: the tagger
-   without the attribute ruler and lemmatizer.
+5. rules-only with BRIDGE's word forms also required to be tagged nouns
+   (``TAG`` NN/NNS/NNP/NNPS): what the tagger costs.
 
 Prints a markdown table (articles/s, words/s, ratio to bare as shipped).
+
+``--compare-with DIR`` instead times the ExtractEntities DoFn (full and
+rules-only) of this checkout and of the checkout in DIR (e.g. /work/main,
+with its own ``DIR/.venv``), each in a fresh process of its own venv on the
+same workload, alternating (this, DIR, this, DIR ... ``--rounds`` times), and
+prints wall and CPU seconds per side and their ratio (median over rounds).
 """
 import argparse
 import datetime as dt
@@ -115,12 +121,91 @@ def time_stage(records, batch_size, rules_only, tracked_entities=None):
     return time.perf_counter() - started, sum(len(wv.value.mentions) for wv in out)
 
 
+# Run with DIR's venv in DIR: the DoFn pass of that checkout, as JSON on stdout.
+_STAGE_SNIPPET = """
+import json, sys, time
+sys.path.insert(0, '.')
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+from connectors.replay import read_articles
+from pipeline.entities import DEFAULT_MODEL, EXCLUDED_LABELS, _RecogniseEntitiesFn
+from pipeline.normalise import normalise_text
+from pipeline.records import Article
+corpus, count, batch, rules_only = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1'
+arts = []
+for a in read_articles([corpus]):
+    arts.append(a)
+    if len(arts) >= count:
+        break
+records = [Article(a['id'], a['source'], None, normalise_text(a['title']), normalise_text(a['body']),
+                   a['published_at'], 'en', 'bench', 0, i) for i, a in enumerate(arts)]
+fn = _RecogniseEntitiesFn(DEFAULT_MODEL, batch, EXCLUDED_LABELS, None, rules_only)
+fn.setup()
+def run(rs):
+    fn.start_bundle()
+    out = []
+    for r in rs:
+        out.extend(fn.process(r, wv=WindowedValue(r, 0, [GlobalWindow()])))
+    out.extend(fn.finish_bundle())
+    return out
+run(records[:batch])
+wall, cpu = time.perf_counter(), time.process_time()
+out = run(records)
+print(json.dumps({'wall': time.perf_counter() - wall, 'cpu': time.process_time() - cpu,
+                  'articles': len(records), 'mentions': sum(len(w.value.mentions) for w in out)}))
+"""
+
+
+def _stage_in(checkout, corpus, count, batch, rules_only):
+    import subprocess
+    out = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "-c", _STAGE_SNIPPET,
+                          str(corpus), str(count), str(batch), "1" if rules_only else "0"],
+                         cwd=checkout, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def compare(other, corpus, count, batch, rounds):
+    import statistics
+    sides = {"this checkout": ROOT, str(other): other.resolve()}
+    lines = ["| stage | checkout | articles/s (median) | wall s | CPU s | mentions |",
+             "|---|---|---:|---:|---:|---:|"]
+    ratios = []
+    for rules_only in (False, True):
+        got = {name: [] for name in sides}
+        for _ in range(rounds):
+            for name, path in sides.items():
+                got[name].append(_stage_in(path, corpus, count, batch, rules_only))
+        what = "rules-only" if rules_only else "full"
+        med = {}
+        for name, runs in got.items():
+            wall = statistics.median(r["wall"] for r in runs)
+            cpu = statistics.median(r["cpu"] for r in runs)
+            med[name] = (wall, cpu)
+            lines.append(f"| {what} | {name} | {runs[0]['articles'] / wall:.1f} | {wall:.2f} | "
+                         f"{cpu:.2f} | {runs[0]['mentions']:,} |")
+        this, that = med["this checkout"], med[str(other)]
+        ratios.append(f"{what}: this / {other} throughput {that[0] / this[0]:.2f}x wall, "
+                      f"{that[1] / this[1]:.2f}x CPU")
+    print(f"{dt.datetime.now():%Y-%m-%d %H:%M} — {count} articles of {corpus}, batch {batch}, "
+          f"{rounds} alternating rounds; {os.cpu_count()} cores (shared), load "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print("\n".join(lines))
+    print("\n" + "\n".join(ratios))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--corpus", type=pathlib.Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--compare-with", type=pathlib.Path, default=None, metavar="DIR",
+                        help="time this checkout's DoFn against the one in DIR (its .venv)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --compare-with")
     args = parser.parse_args(argv)
+    if args.compare_with is not None:
+        return compare(args.compare_with, args.corpus, args.articles, args.batch_size,
+                       args.rounds)
     records, name = workload(args.corpus, args.articles)
     texts = [article_text(r) for r in records]
     n, words = len(texts), sum(len(t.split()) for t in texts)

@@ -117,6 +117,16 @@ def _demo(argv):
                     keep_running=args.keep_running)
 
 
+def _extract(argv):
+    from pipeline.extract import main as extract_main
+    return extract_main(argv)
+
+
+def _eval_identity(argv):
+    from pipeline.identity_eval import main as identity_main
+    return identity_main(argv)
+
+
 def _eval_ner(argv):
     from pipeline.ner_eval import main as eval_main
     return eval_main(argv)
@@ -129,7 +139,9 @@ COMMANDS = {
     "inspect": (_inspect, "print the Avro aggregates"),
     "report": (_report, "render a PNG chart of the tracked entities and tuple"),
     "demo": (_demo, "the whole path on the seeds, with a summary"),
+    "extract": (_extract, "print the mentions the pipeline counts in files, as JSON lines"),
     "eval-ner": (_eval_ner, "score entity extraction on CoNLL-2003 (bare model vs project)"),
+    "eval-identity": (_eval_identity, "score entity ids on hand-linked news (AIDA CoNLL-YAGO)"),
 }
 
 

@@ -9,15 +9,16 @@ only what entities and sentences need:
 - rules-only mode (``rules_only=True``): no statistical NER; the ruler alone,
   with the rule-based ``sentencizer`` for sentences;
 - either way, what the tracked patterns' token attributes need: ``LEMMA``
-  (the default BRIDGE concept) adds ``tok2vec``, ``tagger``,
-  ``attribute_ruler`` and ``lemmatizer``; ``POS`` the first three; ``TAG``
-  only ``tok2vec`` and ``tagger`` (see docs/benchmarks.md for their cost).
+  adds ``tok2vec``, ``tagger``, ``attribute_ruler`` and ``lemmatizer``;
+  ``POS`` the first three; ``TAG`` only ``tok2vec`` and ``tagger`` (see
+  docs/benchmarks.md for their cost). The shipped file needs none of them:
+  its BRIDGE is matched by word forms, with ``exclude`` context patterns.
 
 Articles are buffered and sent through ``nlp.pipe`` together: up to
 ``batch_size`` at a time, and whatever is left at the end of a bundle. Each
 result keeps the timestamp and windows of its article.
 
-Ids (``entities_of``):
+Ids (``extract_spans``, ``entities_of``):
 
 - a tracked entity's mention: its canonical id (``RUSSIA``) and its type;
 - any other entity: ``LABEL:canonical text`` (``canonical_id``): curly
@@ -25,14 +26,20 @@ Ids (``entities_of``):
   trailing possessive removed, and for PERSON leading titles removed
   ("President Vladimir Putin" -> ``PERSON:vladimir putin``). The span is
   trimmed the same way (also leading/trailing punctuation, and at a line
-  break); a headline fragment is dropped: a span ending in a function word
-  ("The Regional Implications of"), or 4+ tokens covering most of a
-  title-case sentence ("Pyongyang Visit Cemented Crucial Infrastructure Deal");
-- within one article, a one-word PERSON, ORG, WORK_OF_ART or PRODUCT name
-  equal to the last name of exactly one longer PERSON name is that person
-  ("Mishustin" -> ``PERSON:mikhail mishustin``); a one-word PERSON name with
-  no such match but equal to the first name of exactly one is too ("Kim" ->
-  ``PERSON:kim jong-un``: family name first).
+  break), cut where it holds several names (at a spaced "/" or "-", before a
+  date: "CAN / U.S. DOLLAR EXCHANGE", "Austria 1996-12-07"), and an ORG span
+  ending in the name of a person of the article is split in two ("Air Force
+  for Acquisition Darleen Druyun"); a headline fragment is dropped: a span
+  ending in a function word ("The Regional Implications of"), or 4+ tokens
+  covering most of a title-case sentence ("Pyongyang Visit Cemented Crucial
+  Infrastructure Deal");
+- then ``pipeline/resolve.py`` (``resolve_article``) decides which mentions
+  are one entity: corporate suffixes, one label per entity in an article,
+  acronyms ("General Motors (GM)"), people (the last-name and first-name
+  rules: "Mishustin" -> ``PERSON:mikhail mishustin``, "Kim" ->
+  ``PERSON:kim jong-un`` when one person of the article has that name), short
+  organisation names, and countries (``COUNTRY:USA`` for "U.S.", "United
+  States", "American"; a country a tracked entity names gets its tracked id).
 
 Numeric and temporal labels are not counted by default (``EXCLUDED_LABELS``).
 
@@ -47,6 +54,7 @@ import collections
 import functools
 import re
 import time
+from typing import NamedTuple
 
 import logging
 
@@ -58,9 +66,11 @@ from prometheus_client import Counter, Histogram
 from pipeline.decode import DEFAULT_DEAD_LETTER_VALUE_BYTES
 from pipeline.normalise import end_heading
 from pipeline.records import ArticleEntities, Mention
+from pipeline.resolve import Item, resolve_article
 
 __all__ = ["ExtractEntities", "canonical_id", "load_model", "entities_of", "extract_spans",
-           "article_text", "EXCLUDED_LABELS", "DEFAULT_MODEL", "PERSON_TITLES"]
+           "extract_mentions", "mentions_of_texts", "FoundMention", "article_text", "in_model_language",
+           "EXCLUDED_LABELS", "DEFAULT_MODEL", "PERSON_TITLES"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -168,6 +178,29 @@ def _trim(span, label):
     return doc[start:end] if end > start else None
 
 
+_DATE_TOKEN = re.compile(r"\d{4}-\d\d")
+_YEAR = re.compile(r"(?:19|20)\d\d")
+_JOINERS = frozenset({"/", "-", "--"})
+
+
+def _pieces(ent):
+    """``ent`` cut where one span holds several names: at a spaced "/" or "-" ("CAN / U.S.
+    DOLLAR EXCHANGE", "FEATURE - Singapore") and before a date ("Austria 1996-12-07")."""
+    doc, start, end = ent.doc, ent.start, ent.end
+    for i in range(start + 1, end):
+        if _DATE_TOKEN.match(doc[i].text) or (_YEAR.fullmatch(doc[i].text) and i + 1 < len(doc)
+                                             and doc[i + 1].text == "-"):
+            end = i
+            break
+    pieces, first = [], start
+    for i in range(start, end):
+        if doc[i].text in _JOINERS and i > start and doc[i - 1].whitespace_ and doc[i].whitespace_:
+            pieces.append(doc[first:i])
+            first = i + 1
+    pieces.append(doc[first:end])
+    return [p for p in pieces if len(p)] if len(pieces) > 1 or end < ent.end else [ent]
+
+
 def _is_fragment(span, sentences):
     """A headline fragment ("The Regional Implications of"), or a headline taken whole as one
     entity: 4+ tokens covering 60 % of the words of a title-case or upper-case sentence."""
@@ -180,53 +213,129 @@ def _is_fragment(span, sentences):
             and sum(t.is_alpha for t in span) >= 0.6 * len(words))
 
 
-def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+_SHIPPED = object()
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_countries():
+    from pipeline.gazetteer import load_tracked_entities
+    return load_tracked_entities(None).country_table()
+
+
+def _split_person(span, full_names, single_names):
+    """``(organisation or None, person)`` spans when an ORG span ends in the name of a person
+    named elsewhere in the article ("Air Force for Acquisition Darleen Druyun" with "Darleen
+    Druyun" or "Druyun" as a PERSON), else None."""
+    for size in (3, 2):
+        if len(span) <= size:
+            continue
+        tail = span[len(span) - size:]
+        if not all(t.is_alpha and t.text[0].isupper() for t in tail):
+            continue
+        name = canonical_text("PERSON", tail.text)
+        if name in full_names or (size == 2 and name.split()[-1] in single_names):
+            return _trim(span[:len(span) - size], "ORG"), tail
+    return None
+
+
+def extract_spans(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None, countries=_SHIPPED,
+                  typed_labels=False):
     """``[(span, entity_id, label)]`` of the mentions counted in ``doc``, in order.
 
     ``tracked_types`` maps a tracked canonical id to its type; a span with an
     ``id_`` is a tracked mention (label: its type, else the span's label).
+    ``countries``: the ``CountryTable`` (pipeline/resolve.py; the default: the
+    shipped one; None: no country ids). Which mentions are one entity is
+    decided by ``resolve.resolve_article``; the label is the one it is counted with
+    (``typed_labels``: the one it has in the article, "NORP" for a demonym of a country).
     """
     tracked_types = tracked_types or {}
+    if countries is _SHIPPED:
+        countries = _shipped_countries()
     sentences = doc.has_annotation("SENT_START")
     found = []
     for ent in doc.ents:
         if ent.id_:
-            found.append([ent, ent.id_, tracked_types.get(ent.id_, ent.label_), None])
+            found.append((ent, Item(ent.text, ent.start_char, ent.end_char,
+                                    tracked_types.get(ent.id_, ent.label_), None, ent.id_)))
             continue
         if ent.label_ in excluded_labels:
             continue
-        span = _trim(ent, ent.label_)
-        if span is None or _is_fragment(span, sentences):
+        whole = _trim(ent, ent.label_)
+        if whole is None or _is_fragment(whole, sentences):
             continue
-        found.append([span, None, ent.label_, canonical_text(ent.label_, span.text)])
-    # One article: a one-word name that is the last (or first) name of one longer PERSON.
-    by_last, by_first = collections.defaultdict(set), collections.defaultdict(set)
-    for _, eid, label, name in found:
-        if eid is None and label == "PERSON" and len(name.split()) > 1:
-            by_last[name.split()[-1]].add(name)
-            by_first[name.split()[0]].add(name)
-    for item in found:
-        _, eid, label, name = item
-        if eid is not None:
-            continue
-        if label in _SHORT_NAME_LABELS and " " not in name:
-            match = by_last.get(name, ())
-            if not match and label == "PERSON":
-                match = by_first.get(name, ())
-            if len(match) == 1:
-                item[2], item[3] = "PERSON", next(iter(match))
-        item[1] = f"{item[2]}:{item[3]}"
-    return [(span, eid, label) for span, eid, label, _ in found]
+        for piece in _pieces(ent):
+            span = _trim(piece, ent.label_)
+            if span is None or _is_fragment(span, sentences):
+                continue
+            found.append((span, Item(span.text, span.start_char, span.end_char, ent.label_,
+                                     canonical_text(ent.label_, span.text))))
+    full_names = {i.name for _, i in found if i.label == "PERSON" and " " in i.name}
+    single_names = {i.name for _, i in found if i.label == "PERSON" and " " not in i.name}
+    if full_names or single_names:
+        split = []
+        for span, item in found:
+            parts = (_split_person(span, full_names, single_names)
+                     if item.label == "ORG" and item.entity_id is None and len(span) > 2 else None)
+            if parts is None:
+                split.append((span, item))
+                continue
+            head, tail = parts
+            if head is not None and not _is_fragment(head, sentences):
+                split.append((head, Item(head.text, head.start_char, head.end_char, "ORG",
+                                         canonical_text("ORG", head.text))))
+            split.append((tail, Item(tail.text, tail.start_char, tail.end_char, "PERSON",
+                                     canonical_text("PERSON", tail.text))))
+        found = split
+    resolve_article([item for _, item in found], doc.text, countries)
+    return [(span, item.entity_id, item.typed_label if typed_labels else item.label)
+            for span, item in found]
 
 
-def entities_of(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
-    """The ``Mention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
+class FoundMention(NamedTuple):
+    """One counted mention with where it is: ``text[start:end]`` of the analysed text."""
+    start: int           # character offsets into the analysed text
+    end: int
+    text: str            # surface form as written
+    label: str           # the label it is counted with
+    entity_id: str
+    sentence_index: int  # 0-based sentence number in the analysed text
+
+
+def extract_mentions(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None,
+                     countries=_SHIPPED):
+    """The ``FoundMention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
     sentence_of = {}
     if doc.has_annotation("SENT_START"):
         for index, sent in enumerate(doc.sents):
             sentence_of[sent.start] = index
-    return tuple(Mention(eid, span.text, label, sentence_of[span.sent.start] if sentence_of else 0)
-                 for span, eid, label in extract_spans(doc, excluded_labels, tracked_types))
+    return tuple(FoundMention(span.start_char, span.end_char, span.text, label, eid,
+                              sentence_of[span.sent.start] if sentence_of else 0)
+                 for span, eid, label in extract_spans(doc, excluded_labels, tracked_types, countries))
+
+
+def mentions_of_texts(nlp, texts, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+    """The ``FoundMention`` tuple of each text, one ``nlp.pipe`` call for them all: the
+    extraction of the pipeline's stage (``ExtractEntities``) and of ``entitystream extract``.
+    The country table is the tracked-entity ruler's (its file's ``countries``)."""
+    countries = nlp.get_pipe(RULER).countries if RULER in nlp.pipe_names else _SHIPPED
+    return [extract_mentions(doc, excluded_labels, tracked_types, countries)
+            for doc in nlp.pipe(texts, batch_size=max(1, len(texts)))]
+
+
+def _as_mention(found):
+    return Mention(found.entity_id, found.text, found.label, found.sentence_index)
+
+
+def entities_of(doc, excluded_labels=EXCLUDED_LABELS, tracked_types=None):
+    """The ``Mention`` tuple of a spaCy ``Doc`` (see ``extract_spans``)."""
+    return tuple(map(_as_mention, extract_mentions(doc, excluded_labels, tracked_types)))
+
+
+def in_model_language(article, lang) -> bool:
+    """Whether ``article`` is in the model's language ``lang`` ("en-GB" is "en")."""
+    language = (article.language or "en").strip().lower().replace("_", "-").split("-")[0]
+    return language == lang
 
 
 def _words(text):
@@ -263,7 +372,7 @@ def _init_worker(model, tracked_entities, rules_only, excluded):
 
 def _mentions_of_batch(nlp, texts, excluded, types):
     """The ``Mention`` tuple of each text, one ``nlp.pipe`` call for the batch."""
-    return [entities_of(doc, excluded, types) for doc in nlp.pipe(texts, batch_size=len(texts))]
+    return [tuple(map(_as_mention, found)) for found in mentions_of_texts(nlp, texts, excluded, types)]
 
 
 def _extract_in_worker(texts):
@@ -346,8 +455,7 @@ class _RecogniseEntitiesFn(beam.DoFn):
         yield from self._emit_ready(limit=0)
 
     def _in_model_language(self, article):
-        language = (article.language or "en").strip().lower().replace("_", "-").split("-")[0]
-        return language == self._nlp.lang
+        return in_model_language(article, self._nlp.lang)
 
     def _submit(self):
         items, self._buffer = self._buffer, []

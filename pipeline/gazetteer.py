@@ -30,6 +30,7 @@ entity's canonical id; its label is the alias's ``label``, else the entity's
     nlp.add_pipe("tracked_entity_ruler", config={"path": None})  # None: the default file
     [(e.text, e.id_) for e in nlp("DPRK troops").ents]  # [('DPRK', 'NORTH_KOREA')]
 """
+import collections
 import dataclasses
 import json
 import pathlib
@@ -39,6 +40,8 @@ from typing import Dict, Optional, Tuple, Union
 from spacy.language import Language
 from spacy.pipeline.span_ruler import SpanRuler, prioritize_new_ents_filter
 from spacy.scorer import get_ner_prf
+
+from pipeline.resolve import check_countries_config
 
 __all__ = ["TrackedEntity", "Alias", "Gazetteer", "load_tracked_entities",
            "TrackedEntityRuler", "DEFAULT_TRACKED_ENTITIES", "FACTORY"]
@@ -59,8 +62,8 @@ _ID = re.compile(r"[A-Z][A-Z0-9_]*")
 _LABEL = re.compile(r"[A-Z][A-Z_]*")
 _SHOWN_CHARS = 80
 _PHRASE_ATTRS = ("ORTH", "LOWER", "NORM")
-_TOP_KEYS = {"_comment", "version", "phrase_matcher_attr", "entities"}
-_ENTITY_KEYS = {"_comment", "id", "name", "type", "aliases"}
+_TOP_KEYS = {"_comment", "version", "phrase_matcher_attr", "entities", "countries"}
+_ENTITY_KEYS = {"_comment", "id", "name", "type", "aliases", "exclude"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,7 @@ class TrackedEntity:
     name: str
     type: str
     aliases: Tuple[Alias, ...]
+    exclude: Tuple[Union[str, list], ...] = ()  # a match inside one of these is not counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,15 @@ class Gazetteer:
     entities: Tuple[TrackedEntity, ...]
     phrase_matcher_attr: str = "LOWER"
     source: str = ""
+    countries: str = "{}"  # the file's "countries" object as JSON (pipeline/resolve.py)
+
+    def country_table(self):
+        """The ``CountryTable`` of this file (None: disabled); tracked entities win."""
+        from pipeline.resolve import country_table
+        tracked = tuple((e.id, e.type, tuple(a.pattern for a in e.aliases
+                                             if isinstance(a.pattern, str)))
+                        for e in self.entities)
+        return country_table(self.countries, tracked)
 
     @property
     def types(self) -> Dict[str, str]:
@@ -96,8 +109,10 @@ class Gazetteer:
     @property
     def token_attrs(self):
         """Upper-case token attributes the token patterns use."""
-        return {key.upper() for e in self.entities for a in e.aliases
-                if isinstance(a.pattern, list) for token in a.pattern for key in token}
+        patterns = [a.pattern for e in self.entities for a in e.aliases]
+        patterns += [p for e in self.entities for p in e.exclude]
+        return {key.upper() for pattern in patterns if isinstance(pattern, list)
+                for token in pattern for key in token}
 
     @property
     def required_pipes(self):
@@ -190,7 +205,19 @@ def _entity(source, where, raw, phrase_attr, phrases):
                       f"alias of {phrases[key]}: an alias may name one entity only")
             phrases[key] = raw["id"]
         aliases.append(alias)
-    return TrackedEntity(raw["id"], raw["name"], raw["type"], tuple(aliases))
+    exclude = raw.get("exclude", [])
+    if not isinstance(exclude, list):
+        _fail(source, f"{where}.exclude", "must be a list of phrases or token patterns")
+    for j, item in enumerate(exclude):
+        if isinstance(item, str):
+            if not item.strip():
+                _fail(source, f"{where}.exclude[{j}]", "a phrase must not be empty")
+        elif isinstance(item, list) and item and all(isinstance(t, dict) for t in item):
+            _check_token_pattern(source, f"{where}.exclude[{j}]", item)
+        else:
+            _fail(source, f"{where}.exclude[{j}]", "an exclusion is a phrase string or a "
+                  f"non-empty list of token dicts; got {_shown(item)}")
+    return TrackedEntity(raw["id"], raw["name"], raw["type"], tuple(aliases), tuple(exclude))
 
 
 def load_tracked_entities(path=None) -> Gazetteer:
@@ -234,7 +261,8 @@ def load_tracked_entities(path=None) -> Gazetteer:
             _fail(path, f"entities[{i}].id", f"{entity.id} is listed twice")
         ids.add(entity.id)
         entities.append(entity)
-    return Gazetteer(tuple(entities), phrase_attr, str(path))
+    countries = check_countries_config(path, doc.get("countries", {}))
+    return Gazetteer(tuple(entities), phrase_attr, str(path), json.dumps(countries, sort_keys=True))
 
 
 class TrackedEntityRuler(SpanRuler):
@@ -242,6 +270,7 @@ class TrackedEntityRuler(SpanRuler):
 
     def __init__(self, nlp: Language, name: str = FACTORY, *, path: Optional[str] = None):
         self.gazetteer = load_tracked_entities(path)
+        self.countries = self.gazetteer.country_table()
         super().__init__(nlp, name, spans_key=None, annotate_ents=True,
                          ents_filter=prioritize_new_ents_filter,
                          phrase_matcher_attr=self.gazetteer.phrase_matcher_attr,
@@ -249,6 +278,38 @@ class TrackedEntityRuler(SpanRuler):
         # Phrase patterns need only the tokenizer: run no component on them.
         with nlp.select_pipes(enable=[]):
             self.add_patterns(self.gazetteer.span_ruler_patterns())
+        self._exclusions = self._exclusion_matchers(nlp)
+
+    def _exclusion_matchers(self, nlp):
+        """The ``Matcher`` and ``PhraseMatcher`` of the entities' ``exclude`` patterns (those
+        with patterns; match ids are the entity ids), or None when no entity has any."""
+        from spacy.matcher import Matcher, PhraseMatcher
+        if not any(e.exclude for e in self.gazetteer.entities):
+            return None
+        tokens = Matcher(nlp.vocab, validate=True)
+        phrases = PhraseMatcher(nlp.vocab, attr=self.gazetteer.phrase_matcher_attr)
+        for e in self.gazetteer.entities:
+            token_patterns = [p for p in e.exclude if isinstance(p, list)]
+            if token_patterns:
+                tokens.add(e.id, token_patterns)
+            phrase_patterns = [p for p in e.exclude if isinstance(p, str)]
+            if phrase_patterns:
+                with nlp.select_pipes(enable=[]):
+                    phrases.add(e.id, list(nlp.pipe(phrase_patterns)))
+        return tuple(m for m in (tokens, phrases) if len(m))
+
+    def match(self, doc):
+        """The alias matches, without those inside an ``exclude`` match of their entity
+        ("bridge" in "bridge loan")."""
+        spans = super().match(doc)
+        if self._exclusions is None or not spans:
+            return spans
+        excluded = collections.defaultdict(list)
+        for matcher in self._exclusions:
+            for match_id, start, end in matcher(doc):
+                excluded[doc.vocab.strings[match_id]].append((start, end))
+        return [s for s in spans
+                if not any(start < s.end and s.start < end for start, end in excluded[s.id_])]
 
 
 @Language.factory(FACTORY, default_config={"path": None},

@@ -149,10 +149,12 @@ def evaluate(path, model=None, tracked_entities=None):
     types = nlp.get_pipe(RULER).gazetteer.types
     typed, counted = [], []
     started = time.perf_counter()
+    countries = nlp.get_pipe(RULER).countries
     for doc in _docs(nlp, documents):
-        spans = extract_spans(doc, tracked_types=types)
+        spans = extract_spans(doc, tracked_types=types, countries=countries)
+        in_text = extract_spans(doc, tracked_types=types, countries=countries, typed_labels=True)
         typed.append(_mapped((s.start, s.end, s.label_ if eid in types else label)
-                             for s, eid, label in spans))
+                             for s, eid, label in in_text))
         counted.append(_mapped((s.start, s.end, label) for s, eid, label in spans))
     seconds["project"] = seconds["project, as counted"] = time.perf_counter() - started
     results = {"bare": score(gold, bare), "project": score(gold, typed),

@@ -14,6 +14,8 @@ import json
 import pathlib
 import re
 
+import spacy
+
 from pipeline.normalise import normalise_text
 
 SKIPPED_LABELS = {"CARDINAL", "DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL"}
@@ -28,18 +30,41 @@ ENDING_WORDS = set("""of the a an and or for in on at to with by from between in
     about against after before as via than""".split())
 
 
+@spacy.registry.misc("oracle_excluding_filter.v1")
+def _excluding_filter():
+    """New entities first (as spacy.prioritize_new_ents_filter.v1), without the alias matches
+    that overlap an ``exclude`` match of their entity (doc.spans["oracle_excluded"])."""
+    def apply(entities, spans):
+        if spans:
+            excluded = spans[0].doc.spans.get("oracle_excluded", [])
+            spans = [s for s in spans if not any(x.id_ == s.id_ and x.start < s.end
+                                                 and s.start < x.end for x in excluded)]
+        new = spacy.util.filter_spans(spans)
+        taken = {i for s in new for i in range(s.start, s.end)}
+        return new + [e for e in entities if not any(i in taken for i in range(e.start, e.end))]
+    return apply
+
+
 def oracle_nlp(nlp, tracked_file=TRACKED_FILE):
-    """``nlp`` (the shipped model) with spaCy's span_ruler on the tracked entities;
-    returns ``(nlp, {id: type})``."""
+    """``nlp`` (the shipped model) with spaCy's span_ruler on the tracked entities (and a
+    second one on their ``exclude`` patterns); returns ``(nlp, {id: type})``."""
     config = json.loads(pathlib.Path(tracked_file).read_text(encoding="utf-8"))
     if "parser" in nlp.pipe_names:
         nlp.disable_pipe("parser")
     if "senter" in nlp.disabled:
         nlp.enable_pipe("senter")
+    attr = config.get("phrase_matcher_attr", "LOWER")
+    exclusions = [{"id": e["id"], "label": "EXCLUDED", "pattern": pattern}
+                  for e in config["entities"] for pattern in e.get("exclude", [])]
+    if exclusions:
+        excluder = nlp.add_pipe("span_ruler", name="oracle_excluder", config={
+            "spans_key": "oracle_excluded", "annotate_ents": False, "phrase_matcher_attr": attr})
+        with nlp.select_pipes(enable=[]):
+            excluder.add_patterns(exclusions)
     ruler = nlp.add_pipe("span_ruler", name="oracle_ruler", config={
         "spans_key": None, "annotate_ents": True, "overwrite": False,
-        "ents_filter": {"@misc": "spacy.prioritize_new_ents_filter.v1"},
-        "phrase_matcher_attr": config.get("phrase_matcher_attr", "LOWER")})
+        "ents_filter": {"@misc": "oracle_excluding_filter.v1"},
+        "phrase_matcher_attr": attr})
     patterns = []
     for e in config["entities"]:
         for alias in e["aliases"]:
@@ -87,31 +112,192 @@ def _headline_piece(tokens):
     return title_case and sum(t.is_alpha for t in tokens) >= 0.6 * len(sentence)
 
 
-def article_keys(doc, types):
+SUFFIXES = set("""inc inc. incorporated corp corp. corporation co co. company cos cos. ltd ltd.
+    limited plc plc. llc l.l.c. lp l.p. group ag sa s.a. nv n.v. bv b.v. spa s.p.a. gmbh ab asa
+    oyj holdings holding""".split())
+PREFERENCE = ["PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART",
+              "LAW", "LANGUAGE"]
+SKIP_INITIALS = {"of", "and", "the", "for", "&", "de", "du", "des", "la", "le", "in", "on", "at",
+                 "to"}
+COUNTRIES_FILE = TRACKED_FILE.parent / "countries.json"
+
+
+def country_names(tracked_file=TRACKED_FILE):
+    """({name: id}, {demonym: id}) from pycountry and the shipped countries.json, read as
+    data; a country named by a tracked entity's phrase alias takes the tracked id."""
+    import pycountry
+
+    def key(text):
+        return " ".join(text.replace("\u2019", "'").lower().replace(".", "").split())
+    table = json.loads(COUNTRIES_FILE.read_text(encoding="utf-8"))
+    config = json.loads(pathlib.Path(tracked_file).read_text(encoding="utf-8"))
+    aliases = {key(a): e["id"] for e in config["entities"] for a in e["aliases"]
+               if isinstance(a, str)}
+    names, demonyms = {}, {}
+    for c in sorted(pycountry.countries, key=lambda c: c.alpha_3):
+        entry = table["countries"].get(c.alpha_3, {})
+        forms = [getattr(c, f) for f in ("name", "common_name", "official_name") if hasattr(c, f)]
+        forms += entry.get("names", [])
+        owner = sorted(aliases[key(f)] for f in forms + entry.get("demonyms", [])
+                       if key(f) in aliases)
+        owner = owner[0] if owner else "COUNTRY:" + c.alpha_3
+        for f in forms:
+            names.setdefault(key(f), owner)
+        for f in entry.get("demonyms", []):
+            demonyms.setdefault(key(f), owner)
+    for n in table["exclude_names"]:
+        names.pop(key(n), None)
+        demonyms.pop(key(n), None)
+    return names, demonyms, key
+
+
+def _cut(ent):
+    """The pieces of an entity: split at a spaced / or -, cut before a date."""
+    tokens = list(ent)
+    for i, t in enumerate(tokens):
+        if i and (re.match(r"\d{4}-\d\d", t.text) or (re.fullmatch(r"(19|20)\d\d", t.text)
+                  and t.i + 1 < len(t.doc) and t.doc[t.i + 1].text == "-")):
+            tokens = tokens[:i]
+            break
+    pieces, current = [], []
+    for i, t in enumerate(tokens):
+        if i and t.text in ("/", "-", "--") and tokens[i - 1].whitespace_ and t.whitespace_:
+            pieces.append(current)
+            current = []
+        else:
+            current.append(t)
+    pieces.append(current)
+    return [ent.doc[p[0].i:p[-1].i + 1] for p in pieces if p]
+
+
+def _resolve(found, text, countries):
+    """Labels and names of one article's untracked mentions: ``found`` is
+    [[label, name, surface, end_char]]; returns their keys (the documented rules)."""
+    def majority():
+        votes = {}
+        for f in found:
+            votes.setdefault(f[1], collections.Counter())[f[0]] += 1
+        for f in found:
+            c = votes[f[1]]
+            best = max(c.values())
+            f[0] = sorted((lab for lab in c if c[lab] == best),
+                          key=lambda lab: (PREFERENCE.index(lab) if lab in PREFERENCE else 99,
+                                           lab))[0]
+    names, demonyms, key = countries
+    for f in found:
+        words = f[1].split()
+        cut = SUFFIXES if f[0] == "ORG" else {"city"} if f[0] in ("GPE", "LOC") else set()
+        n = len(words)
+        while len(words) > 1 and (words[-1].strip(",") in cut or words[-1] in (",", "&")):
+            words.pop()
+        if len(words) < n:
+            words[-1] = words[-1].rstrip(",")
+        f[1] = " ".join(words)
+    majority()
+    # acronyms
+    defined, initials = {}, {}
+    for label, name, surface, end in found:
+        m = re.match(r"\s*\(\s*([A-Z][A-Z&.]{1,9})\s*\)", text[end:])
+        if m and " " in name:
+            defined.setdefault(m.group(1).replace(".", "").lower(), set()).add((name, label))
+        parts = [w for w in re.split(r"[\s\-]+", name) if w]
+        if label != "PERSON" and len(parts) > 1:
+            for ini in {"".join(w[0] for w in parts if w not in SKIP_INITIALS),
+                        "".join(w[0] for w in parts)}:
+                initials.setdefault(ini, set()).add((name, label))
+    for f in found:
+        label, name, surface, _ = f
+        letters = surface.replace(".", "")
+        if not re.fullmatch(r"[A-Z](?:[A-Z&]|\.(?=[A-Z]))*\.?", surface) or len(letters) < 2:
+            continue
+        k = key(name)
+        if (label == "ORG" and k in names) or (label in ("GPE", "LOC", "NORP")
+                                               and (k in names or k in demonyms)):
+            continue
+        match = defined.get(letters.lower()) or initials.get(letters.lower(), set())
+        if len(match) == 1:
+            n2, l2 = next(iter(match))
+            if n2 != name:
+                f[0], f[1] = l2, n2
+    # people
+    full = {}
+    for label, name, _, _ in found:
+        if label == "PERSON" and " " in name:
+            full.setdefault((name.split()[0], name.split()[-1]), set()).add(name)
+    short = {n: sorted(ns, key=lambda x: (len(x), x))[0] for ns in full.values() for n in ns}
+    for f in found:
+        if f[0] == "PERSON" and f[1] in short:
+            f[1] = short[f[1]]
+        elif f[0] in ("PERSON", "ORG", "WORK_OF_ART", "PRODUCT") and " " not in f[1]:
+            same = {short[next(iter(ns))] for (a, b), ns in full.items() if b == f[1]}
+            if not same and f[0] == "PERSON":
+                same = {short[next(iter(ns))] for (a, b), ns in full.items() if a == f[1]}
+            if len(same) == 1:
+                f[0], f[1] = "PERSON", same.pop()
+    # short organisation names
+    orgs = {f[1] for f in found if f[0] == "ORG"}
+    to_short = {}
+    for s_ in orgs:
+        longer = [o for o in orgs if o != s_ and o.split()[:len(s_.split())] == s_.split()]
+        if len(longer) == 1:
+            to_short[longer[0]] = s_
+    for f in found:
+        if f[0] == "ORG" and f[1] in to_short:
+            f[1] = to_short[f[1]]
+    majority()
+    keys = []
+    for label, name, _, _ in found:
+        k = key(name)
+        country = (names.get(k) if label == "ORG" else
+                   (names.get(k) or demonyms.get(k)) if label in ("GPE", "LOC", "NORP") else None)
+        keys.append(country or f"{label}:{name}")
+    return keys
+
+
+def article_keys(doc, types, countries=None):
     """The entity id of every counted mention of ``doc``."""
+    countries = countries or country_names()
     found = []
     for ent in doc.ents:
         if ent.ent_id_:
-            found.append([ent.ent_id_, None])
+            found.append([ent.ent_id_, None, None, None])
         elif ent.label_ not in SKIPPED_LABELS:
-            tokens = _name_part(ent)
-            if tokens and not _headline_piece(tokens):
-                text = doc[tokens[0].i:tokens[-1].i + 1].text
-                found.append([ent.label_, entity_key(ent.label_, text).split(":", 1)[1]])
-    people = [name for label, name in found if label == "PERSON" and " " in name]
-    keys = []
-    for label, name in found:
-        if name is None:
-            keys.append(label)
-            continue
-        if " " not in name and label in ("PERSON", "ORG", "WORK_OF_ART", "PRODUCT"):
-            same = {p for p in people if p.split()[-1] == name}
-            if not same and label == "PERSON":
-                same = {p for p in people if p.split()[0] == name}
-            if len(same) == 1:
-                label, name = "PERSON", same.pop()
-        keys.append(f"{label}:{name}")
-    return keys
+            whole = _name_part(ent)
+            if not whole or _headline_piece(whole):
+                continue
+            for piece in _cut(ent):
+                tokens = _name_part(piece) if len(piece) else []
+                if tokens and not _headline_piece(tokens):
+                    span = doc[tokens[0].i:tokens[-1].i + 1]
+                    found.append([ent.label_, entity_key(ent.label_, span.text).split(":", 1)[1],
+                                  span, None])
+    # an ORG span ending in the name of a person of the article: two mentions
+    full = {f[1] for f in found if f[0] == "PERSON" and " " in f[1]}
+    single = {f[1] for f in found if f[0] == "PERSON" and f[1] and " " not in f[1]}
+    out = []
+    for f in found:
+        span = f[2]
+        done = False
+        if f[0] == "ORG" and span is not None and len(span) > 2:
+            for size in (3, 2):
+                tail = span[len(span) - size:]
+                if len(span) <= size or not all(t.is_alpha and t.text[0].isupper() for t in tail):
+                    continue
+                name = entity_key("PERSON", tail.text).split(":", 1)[1]
+                if name in full or (size == 2 and name.split()[-1] in single):
+                    head = [t for t in span[:len(span) - size]]
+                    head = _name_part(span[:len(span) - size]) if head else []
+                    if head and not _headline_piece(head):
+                        h = doc[head[0].i:head[-1].i + 1]
+                        out.append(["ORG", entity_key("ORG", h.text).split(":", 1)[1], h, None])
+                    out.append(["PERSON", name, tail, None])
+                    done = True
+                    break
+        if not done:
+            out.append(f)
+    free = [[f[0], f[1], f[2].text, f[2].end_char] for f in out if f[1] is not None]
+    resolved = iter(_resolve(free, doc.text, countries))
+    return [f[0] if f[1] is None else next(resolved) for f in out]
 
 
 def reading_text(title, body):

@@ -132,3 +132,28 @@ def test_reuters_slice_with_external_workers_equals_the_oracle_and_loopback(
     print(f"\n1,000 Reuters articles, rules-only, bounded, with start-up: EXTERNAL "
           f"{external_s:.1f} s, LOOPBACK {loopback_s:.1f} s "
           f"({loopback_s / external_s:.2f}x of LOOPBACK's throughput)")
+
+
+def test_continuous_run_with_external_workers_serves_their_counts(bootstrap, topic, tmp_path,
+                                                                 worker_pool):
+    """``entitystream run`` (continuous) with its workers in the pool: its
+    /metrics endpoint serves what the workers counted, under the usual names."""
+    from tests.integration.pipeline_process import PipelineProcess, wait_until
+    from tests.scrape import total
+    articles = list(read_articles([ROOT / "seeds"]))
+    publish(articles, bootstrap_servers=bootstrap, topic=topic)
+    args = ["--topic", topic, "--output", tmp_path / "out", "--bootstrap-servers", bootstrap,
+            "--group-id", f"g-{topic}", "--runner", "prism", "--early-firing-seconds", 1,
+            "--idle-timeout-seconds", 2, *external(worker_pool)]
+    proc = PipelineProcess(args, tmp_path / "run.log").start()
+    settled = lambda s: total(s, "entitystream_messages_settled_total")
+    try:
+        samples = wait_until(lambda: (lambda s: s if settled(s) >= 5 else None)(proc.metrics()),
+                             180, "the five seeds settled in /metrics", poll_s=1, proc=proc)
+        # Every seed read once and counted once; panes went out; who runs it.
+        assert total(samples, "entitystream_articles_consumed_total") == 5
+        assert total(samples, "entitystream_messages_settled_total", outcome="aggregated") == 5
+        assert total(samples, "entitystream_panes_emitted_total") > 0
+        assert total(samples, "entitystream_build_info", runner="prism") == 1
+    finally:
+        proc.stop()

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.spacy, pytest.mark.slow]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REUTERS = ROOT.parent / "shared" / "corpora" / "reuters21578"
-TUPLES = (("BRIDGE", "NORTH_KOREA", "RUSSIA"), ("GPE:u.s.", "GPE:japan"))
+TUPLES = (("BRIDGE", "NORTH_KOREA", "RUSSIA"), ("COUNTRY:USA", "COUNTRY:JPN"))
 WIDE = dict(max_entities_per_article=10_000, top_k_pairs=10_000_000)
 
 

@@ -21,8 +21,10 @@ def test_default_file_has_the_seed_entities():
     phrases = {a.pattern for e in g.entities for a in e.aliases if isinstance(a.pattern, str)}
     assert {"Russia", "Russian Federation", "Russian", "Russians", "North Korea", "DPRK",
             "Democratic People's Republic of Korea", "North Korean", "North Koreans"} <= phrases
-    # BRIDGE matches on lemma and part of speech: the tagger must run.
-    assert g.needs_tagger and "LEMMA" in g.token_attrs
+    # BRIDGE matches word forms, with context exclusions: no tagger or lemmatizer (issue 13).
+    assert not g.needs_tagger and "LEMMA" not in g.token_attrs
+    bridge = next(e for e in g.entities if e.id == "BRIDGE")
+    assert bridge.exclude and "Stamford Bridge" in bridge.exclude
     demonyms = {a.pattern: a.label for e in g.entities for a in e.aliases if a.label}
     assert demonyms == {"Russian": "NORP", "Russians": "NORP", "North Korean": "NORP",
                         "North Koreans": "NORP"}
@@ -153,3 +155,28 @@ def test_what_loads_builds_a_ruler(tmp_path):
     g = load_tracked_entities(write(tmp_path, one_alias([{"TEXT": {"REGEX": "^Mosc"}}])))
     ruler = SpanRuler(spacy.blank("en"), "r", spans_key=None, annotate_ents=True, validate=True)
     ruler.add_patterns(g.span_ruler_patterns())
+
+
+@pytest.mark.parametrize("entity, message", [
+    (dict(RUSSIA, exclude="Russian roulette"), r"entities\[0\]\.exclude: must be a list"),
+    (dict(RUSSIA, exclude=[""]), r"entities\[0\]\.exclude\[0\]: a phrase must not be empty"),
+    (dict(RUSSIA, exclude=[[{"LOWER": "x", "OP": "!!"}]]), r"entities\[0\]\.exclude\[0\]: "),
+    (dict(RUSSIA, exclude=[3]), r"entities\[0\]\.exclude\[0\]: an exclusion is a phrase"),
+])
+def test_bad_exclusions_name_the_entry(tmp_path, entity, message):
+    with pytest.raises(ValueError, match=message):
+        load_tracked_entities(write(tmp_path, {"version": 1, "entities": [entity]}))
+
+
+@pytest.mark.spacy
+def test_an_exclusion_removes_only_its_entitys_overlapping_matches(tmp_path):
+    import spacy
+    from pipeline.gazetteer import TrackedEntityRuler
+    path = write(tmp_path, {"version": 1, "entities": [
+        dict(RUSSIA, exclude=["Russia Today"]),
+        {"id": "BANK", "name": "Bank", "type": "ORG", "aliases": ["Russia Today"]}]})
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tracked_entity_ruler", config={"path": str(path)})
+    assert isinstance(nlp.get_pipe("tracked_entity_ruler"), TrackedEntityRuler)
+    doc = nlp("Russia Today reported on Russia.")
+    assert [(e.text, e.id_) for e in doc.ents] == [("Russia Today", "BANK"), ("Russia", "RUSSIA")]

@@ -76,7 +76,7 @@ def test_a_bad_file_fails_when_the_component_is_added(tmp_path):
 
 
 @pytest.mark.spacy
-def test_default_bridge_concept_matches_nouns_by_lemma_not_the_verb():
+def test_default_bridge_concept_matches_nouns_not_the_verb():
     nlp = load_model(DEFAULT_MODEL)
     # Seed 004's headline: "Bridging" is a verb; the two tracked countries are found.
     doc = nlp("Bridging Alliances: The New Road Between Russia and North Korea.")
@@ -88,12 +88,11 @@ def test_default_bridge_concept_matches_nouns_by_lemma_not_the_verb():
 
 @pytest.mark.spacy
 def test_load_model_enables_only_what_entities_and_sentences_need():
+    # The shipped BRIDGE matches word forms (issue 13): no tagger or lemmatizer in either mode.
     full = load_model(DEFAULT_MODEL)
-    assert full.pipe_names == ["tok2vec", "tagger", "senter", "attribute_ruler", "lemmatizer",
-                               "ner", RULER]
+    assert full.pipe_names == ["senter", "ner", RULER]
     rules = load_model(DEFAULT_MODEL, rules_only=True)
-    assert rules.pipe_names == ["sentencizer", "tok2vec", "tagger", "attribute_ruler",
-                                "lemmatizer", RULER]
+    assert rules.pipe_names == ["sentencizer", RULER]
     doc = rules("Mikhail Mishustin visited North Korea. The bridge opened.")
     assert [(e.text, e.id_) for e in doc.ents] == [("North Korea", "NORTH_KOREA"),
                                                    ("bridge", "BRIDGE")]
