@@ -46,7 +46,7 @@ class Settings:
     max_entities_per_article: int = 20
     top_k_pairs: int = 1000
     tracked_tuples: tuple = (("BRIDGE", "NORTH_KOREA", "RUSSIA"),)
-    story_threshold: float = 0.6  # near-duplicate stories (pipeline/stories.py); 0: off
+    story_threshold: float = 0.5  # near-duplicate stories (pipeline/stories.py); 0: off
     story_horizon_seconds: int = 3 * 86400
     story_index_size: int = 200_000
     by_source: bool = False  # source_counts: tracked entities and tuples per outlet

@@ -57,9 +57,9 @@ __all__ = ["story_signature", "shingles", "similarity", "containment", "Signatur
            "NUM_PERM", "SHINGLE_WORDS"]
 
 NUM_PERM = 256
-SHINGLE_WORDS = 2
+SHINGLE_WORDS = 4
 SEED = 1
-DEFAULT_THRESHOLD = 0.6          # docs/stories.md: chosen from benchmarks/stories_eval.py
+DEFAULT_THRESHOLD = 0.5          # docs/stories.md: chosen from benchmarks/stories_eval.py
 CANDIDATE_JACCARD = 0.2          # what the LSH bands are tuned for
 DEFAULT_HORIZON_SECONDS = 3 * 86400
 DEFAULT_MAX_ARTICLES = 200_000
@@ -122,7 +122,7 @@ class StoryIndex:
 
     Example::
 
-        index = StoryIndex(threshold=0.6, horizon_ms=3 * 86_400_000, max_articles=200_000)
+        index = StoryIndex(threshold=0.5, horizon_ms=3 * 86_400_000, max_articles=200_000)
         index.assign("a1", published_ms, story_signature(body))   # "a1": a new story
         index.assign("a2", published_ms, story_signature(copy))   # "a1"
     """

@@ -34,7 +34,7 @@ def test_shingles_are_lower_cased_word_grams():
                                                             b"bank raised rates today"]
     assert shingles("Two words", 4) == [b"two words"]   # shorter than 4: one shingle
     assert shingles(" ,. ", 4) == []
-    assert shingles("a b c") == [b"a b", b"b c"]          # the default: 2 words
+    assert shingles("a b c d e") == [b"a b c d", b"b c d e"]   # the default: 4 words
 
 
 def test_signatures_estimate_jaccard_similarity():
