@@ -7,7 +7,9 @@ Readers turn a path into ``dict`` articles shaped by ``schemas/article.avsc``
   manifest gives each file's id, title, source and publication time;
 - Reuters-21578 SGML files (``reut2-*.sgm``, or their directory): one article
   per ``<REUTERS>`` with a body, timestamped by its ``<DATE>``;
-- JSON Lines files (``*.jsonl``): one article object per line.
+- JSON Lines files (``*.jsonl``): one article object per line, ``published_at``
+  in any form the pipeline's decoder takes (epoch milliseconds, or ISO-8601
+  with a zone; ``pipeline.decode.parse_time_ms``).
 
 ``publish`` sends them with the article id as key and the publication time as
 the Kafka timestamp, in publication order by default (a replay is a feed as
@@ -21,13 +23,13 @@ import logging
 import pathlib
 import re
 
+from pipeline.decode import DecodeError, parse_time_ms
+
 __all__ = ["read_articles", "publish", "ensure_topic", "read_seeds", "read_reuters"]
 
 _LOG = logging.getLogger(__name__)
-
-
-def _iso_ms(text: str) -> int:
-    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_ONE_MS = dt.timedelta(milliseconds=1)
 
 
 def read_seeds(manifest_path):
@@ -42,7 +44,7 @@ def read_seeds(manifest_path):
             lines.remove(next(l for l in lines if l.strip() == entry["title"]))
         yield {"id": entry["id"], "source": entry["source"], "url": entry.get("url"),
                "title": entry["title"], "body": "\n".join(lines),
-               "published_at": _iso_ms(entry["published_at"]), "language": "en"}
+               "published_at": parse_time_ms(entry["published_at"]), "language": "en"}
 
 
 _REUTERS = re.compile(r"<REUTERS\b([^>]*)>(.*?)</REUTERS>", re.S)
@@ -50,15 +52,37 @@ _TAG = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.S) for name in ("DATE", 
 _NEWID = re.compile(r'NEWID="(\d+)"')
 
 
-def _reuters_date(text: str) -> int:
-    # "26-FEB-1987 15:01:01.79"; the fraction is hundredths of a second.
-    stamp = dt.datetime.strptime(text.strip()[:20], "%d-%b-%Y %H:%M:%S")
-    return int(stamp.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+# "26-FEB-1987 15:01:01.79": the fraction is hundredths of a second, sometimes tenths
+# ("7-APR-1987 16:22:00.0"); some dates have two spaces, a space in front, or control
+# codes and a comment after them ("27-MAR-1987 00:02:59.13&#5;&#5;&#5;RM").
+_REUTERS_DATE = re.compile(r"\s*(\d{1,2})-([A-Za-z]{3})-(\d{4})\s+(\d+):(\d\d):(\d\d)(?:\.(\d+))?")
+_MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG",
+                                       "SEP", "OCT", "NOV", "DEC"), 1)}
+
+
+def _reuters_date(text: str, story_id: str) -> int:
+    """Epoch milliseconds of a Reuters ``<DATE>``; ValueError when its day is unreadable.
+    A time of day out of range (one story: "31-MAR-1987 605:12:19.12") keeps the day, at
+    00:00, with a warning naming the story."""
+    match = _REUTERS_DATE.match(text)
+    if not match or match.group(2).upper() not in _MONTHS:
+        raise ValueError(f"unreadable date {text!r}")
+    day, month, year, hour, minute, second, fraction = match.groups()
+    date = dt.datetime(int(year), _MONTHS[month.upper()], int(day), tzinfo=dt.timezone.utc)
+    try:
+        stamp = date.replace(hour=int(hour), minute=int(minute), second=int(second),
+                             microsecond=int((fraction or "0")[:3].ljust(3, "0")) * 1000)
+    except ValueError:
+        _LOG.warning("%s: time of day in <DATE>%s</DATE> is out of range: read as %s 00:00 UTC",
+                     story_id, text.strip(), date.date())
+        stamp = date
+    return (stamp - _EPOCH) // _ONE_MS
 
 
 def read_reuters(path, skipped=None):
-    """Articles of one Reuters-21578 SGML file. Stories without a body or a
-    readable date are skipped and counted in ``skipped`` (a dict) by reason."""
+    """Articles of one Reuters-21578 SGML file. Stories without a body, without a
+    ``<DATE>`` or with a date whose day cannot be read are skipped and counted in
+    ``skipped`` (a dict) by reason: ``no_body``, ``no_date``, ``bad_date``."""
     skipped = skipped if skipped is not None else {}
     raw = pathlib.Path(path).read_bytes()
     try:
@@ -71,28 +95,46 @@ def read_reuters(path, skipped=None):
         if not body:
             skipped["no_body"] = skipped.get("no_body", 0) + 1
             continue
+        story_id = f"reuters-{_NEWID.search(attrs).group(1)}"
+        if not date:
+            skipped["no_date"] = skipped.get("no_date", 0) + 1
+            continue
         try:
-            published = _reuters_date(date.group(1)) if date else None
-        except ValueError:
-            published = None
-        if published is None:
+            published = _reuters_date(date.group(1), story_id)
+        except ValueError as exc:
+            _LOG.warning("%s in %s: %s, skipped", story_id, path, exc)
             skipped["bad_date"] = skipped.get("bad_date", 0) + 1
             continue
         title = _TAG["TITLE"].search(story)
-        yield {"id": f"reuters-{_NEWID.search(attrs).group(1)}", "source": "Reuters-21578",
+        yield {"id": story_id, "source": "Reuters-21578",
                "url": None, "title": html.unescape(title.group(1)) if title else "",
                "body": html.unescape(body.group(1)), "published_at": published,
                "language": "en"}
 
 
 def _read_jsonl(path):
+    """Article objects, one a line; ``published_at`` as the decoder takes it (epoch
+    milliseconds, or ISO-8601 with a zone), given back in epoch milliseconds."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not a JSON article: {exc}") from None
+            if not line.strip():
+                continue
+            try:
+                article = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON article: {exc}") from None
+            if not isinstance(article, dict) or not isinstance(article.get("id"), str):
+                raise ValueError(f"{path}:{number}: not an article: a JSON object with a "
+                                 "string 'id' is needed")
+            if article.get("published_at") is None:
+                raise ValueError(f"{path}:{number}: article {article['id']!r} has no "
+                                 "published_at (epoch milliseconds or ISO-8601 with a zone)")
+            try:
+                article["published_at"] = parse_time_ms(article["published_at"])
+            except DecodeError as exc:
+                raise ValueError(f"{path}:{number}: article {article['id']!r}: "
+                                 f"{exc.detail}") from None
+            yield article
 
 
 def read_articles(paths, skipped=None):
