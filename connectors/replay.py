@@ -13,7 +13,8 @@ Readers turn a path into ``dict`` articles shaped by ``schemas/article.avsc``
 
 ``publish`` sends them with the article id as key and the publication time as
 the Kafka timestamp, in publication order by default (a replay is a feed as
-it happened). A topic that does not exist is created with time-based
+it happened); ``publish_paced`` sends them at the pace of a live feed
+(``connectors/pacing.py`` says when). A topic that does not exist is created with time-based
 retention off, since replayed history would otherwise be deleted at once.
 """
 import datetime as dt
@@ -22,10 +23,12 @@ import json
 import logging
 import pathlib
 import re
+import time
 
+from connectors import pacing
 from pipeline.decode import DecodeError, parse_time_ms
 
-__all__ = ["read_articles", "publish", "ensure_topic", "read_seeds", "read_reuters"]
+__all__ = ["read_articles", "publish", "publish_paced", "ensure_topic", "read_seeds", "read_reuters"]
 
 _LOG = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -178,6 +181,28 @@ def ensure_topic(bootstrap_servers, topic, partitions=1, client_config=None):
         admin.close()
 
 
+def _producer(bootstrap_servers, client_config, client_id="entitystream-replay"):
+    from kafka import KafkaProducer
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
+                         linger_ms=20, compression_type=None,
+                         client_id=client_id, **(client_config or {}))
+
+
+def _send(producer, topic, article):
+    value = json.dumps(article, ensure_ascii=False).encode("utf-8")
+    return producer.send(topic, key=article["id"].encode("utf-8"), value=value,
+                         timestamp_ms=int(article["published_at"]))
+
+
+def _sorted(articles, order):
+    articles = list(articles)
+    if order == "time":
+        articles.sort(key=lambda a: (a["published_at"], a["id"]))
+    elif order != "input":
+        raise ValueError(f"order must be 'time' or 'input', got {order!r}")
+    return articles
+
+
 def publish(articles, *, bootstrap_servers, topic, partitions=1, order="time",
             progress=None, client_config=None):
     """Send ``articles`` to ``topic``; return the number sent.
@@ -187,22 +212,13 @@ def publish(articles, *, bootstrap_servers, topic, partitions=1, order="time",
     ``client_config``: extra kafka-python settings for the admin client and the
     producer, e.g. security options (``KafkaSecurity.client_config()``).
     """
-    from kafka import KafkaProducer
-    articles = list(articles)
-    if order == "time":
-        articles.sort(key=lambda a: (a["published_at"], a["id"]))
-    elif order != "input":
-        raise ValueError(f"order must be 'time' or 'input', got {order!r}")
+    articles = _sorted(articles, order)
     ensure_topic(bootstrap_servers, topic, partitions, client_config)
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
-                             linger_ms=20, compression_type=None,
-                             client_id="entitystream-replay", **(client_config or {}))
+    producer = _producer(bootstrap_servers, client_config)
     try:
         futures = []
         for index, article in enumerate(articles, 1):
-            value = json.dumps(article, ensure_ascii=False).encode("utf-8")
-            futures.append(producer.send(topic, key=article["id"].encode("utf-8"),
-                                         value=value, timestamp_ms=int(article["published_at"])))
+            futures.append(_send(producer, topic, article))
             if progress and index % 500 == 0:
                 progress(index, len(articles))
         producer.flush()
@@ -213,3 +229,63 @@ def publish(articles, *, bootstrap_servers, topic, partitions=1, order="time",
     finally:
         producer.close(timeout=10)
     return len(articles)
+
+
+#: Kafka 4 brokers refuse record timestamps more than an hour ahead of their clock
+#: (``message.timestamp.after.max.ms``); a paced replay stops, with a clear error, first.
+MAX_AHEAD_MS = 3_600_000
+
+
+def publish_paced(articles, *, bootstrap_servers, topic, partitions=1, order="time",
+                  speed=None, rate=None, loop=False, rebase_time=False, limit=None,
+                  progress=None, client_config=None, stop=None, clock=time.monotonic,
+                  wall_ms=lambda: int(time.time() * 1000)):
+    """Send ``articles`` as a live feed would: paced by ``speed`` (seconds of
+    publication time per wall-clock second) or ``rate`` (articles per second), for
+    ever when ``loop`` (each cycle a span later, fresh ids), the publication times
+    moved so the first is now when ``rebase_time``; see ``connectors.pacing``.
+    Stops after ``limit`` articles, or when ``stop`` (a ``threading.Event``) is set.
+    Returns ``(sent, newest publication time sent)``; ``progress(sent, total)`` is
+    called at most every second (``total`` None when looping without a limit)."""
+    import threading
+    stop = stop or threading.Event()
+    articles = _sorted(articles, order)
+    ensure_topic(bootstrap_servers, topic, partitions, client_config)
+    producer = _producer(bootstrap_servers, client_config)
+    total = limit if loop else min(len(articles), limit if limit is not None else len(articles))
+    sends = pacing.schedule(articles, speed=speed, rate=rate, loop=loop,
+                            rebase_to_ms=wall_ms() if rebase_time and articles else None)
+    sent, newest, pending, shown = 0, None, [], clock()
+    started = clock()
+    try:
+        for send in sends:
+            if limit is not None and sent >= limit:
+                break
+            # Wait for the send time; the event wakes the wait at once on Ctrl-C.
+            if stop.wait(max(0.0, started + send.at_s - clock())):
+                break
+            ahead_ms = send.article["published_at"] - wall_ms()
+            if ahead_ms > MAX_AHEAD_MS:
+                msg = (f"article {send.article['id']!r} would be published "
+                       f"{ahead_ms / 1000:,.0f} s ahead of the clock; brokers refuse "
+                       "timestamps over an hour ahead (message.timestamp.after.max.ms): "
+                       "with --rebase-time pace by --speed 1, or loop a corpus that is older")
+                raise ValueError(msg)
+            pending.append(_send(producer, topic, send.article))
+            sent += 1
+            newest = max(newest or send.article["published_at"], send.article["published_at"])
+            failed = next((f for f in pending if f.failed()), None)
+            if failed:
+                raise failed.exception
+            pending = [f for f in pending if not f.is_done]
+            if progress and clock() - shown >= 1.0:
+                shown = clock()
+                progress(sent, total)
+        producer.flush()
+        for future in pending:
+            future.get(timeout=60)
+        if progress:
+            progress(sent, total)
+    finally:
+        producer.close(timeout=10)
+    return sent, newest
