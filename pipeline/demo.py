@@ -18,7 +18,7 @@ import uuid
 
 from connectors.avro_files import window_dir
 from connectors.replay import publish, read_articles
-from pipeline import inspect_output, metrics
+from pipeline import inspect_output, metrics, quiet_logs
 from pipeline.aggregate import ENTITY_COUNTS
 from pipeline.run import cancel, resolve_bootstrap, start, wait
 from pipeline.settings import Settings
@@ -111,7 +111,7 @@ def run_demo(output_dir="out/demo", runner="prism", window_seconds=3600, metrics
         if keep_running:
             print("pipeline keeps running (Ctrl-C stops it)", flush=True)
             stop = threading.Event()
-            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: (quiet_logs.stopping(), stop.set()))
             wait(result, stop)
     finally:
         cancel(result)
