@@ -147,11 +147,15 @@ def _demo(argv):
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--keep-running", action="store_true",
                         help="keep the pipeline and /metrics up after the summary")
+    parser.add_argument("--speed", type=float, default=None, metavar="X",
+                        help="publish the seeds while the pipeline runs, X seconds of "
+                             "publication time per second (the seeds span 163 days: "
+                             "--speed 1000000 takes 14 s), and print each pane as it comes")
     args = parser.parse_args(argv)
     from pipeline.demo import run_demo
     return run_demo(output_dir=args.output, window_seconds=args.window_seconds,
                     metrics_port=args.metrics_port, timeout_s=args.timeout,
-                    keep_running=args.keep_running)
+                    keep_running=args.keep_running, speed=args.speed)
 
 
 def _eval_ner(argv):

@@ -38,3 +38,21 @@ def test_demo_prints_every_window_and_complete_running_totals(bootstrap, prism_b
     for entity in ("RUSSIA", "NORTH_KOREA", "BRIDGE"):
         # Every seed mentions all three (fixture), so 5 articles each.
         assert running[entity] == (sum(c[entity] for c in counts.values()), 5), entity
+
+
+def test_demo_speed_publishes_while_running_and_shows_panes_arriving(bootstrap, prism_bin,
+                                                                      tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.setenv("ENTITYSTREAM_PRISM_BIN", prism_bin)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+    # The seeds span 163 days (2024-12-16 to 2025-05-28): at 5,000,000 s per s, 2.8 s.
+    assert run_demo(output_dir=str(tmp_path / "demo"), metrics_port=0, timeout_s=240,
+                    speed=5_000_000) == 0
+    out = capsys.readouterr().out
+    pane_lines = [line.split() for line in out.splitlines() if line.startswith("  pane ")]
+    windows = {w for *_, w in pane_lines}
+    assert len(windows) == 5                        # one hour window per seed
+    final = {w for _, _, timing, _, w in pane_lines if timing == "ON_TIME"}
+    assert final == windows
+    # Paced, no seed came after the watermark had passed its hour.
+    assert not (tmp_path / "demo" / "late_articles").exists()
