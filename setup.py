@@ -16,7 +16,11 @@ setup(
         "fastavro==1.13.1",
         "prometheus-client==0.26.0",
         "matplotlib==3.10.9",
+        "feedparser==6.0.14",  # entitystream feeds: RSS 0.9x/2.0, RSS 1.0 (RDF), Atom
+        "httpx==0.28.1",  # entitystream feeds: timeouts, redirect limit, streamed size limit
     ],
-    extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0", "hypothesis==6.170.15"]},
+    extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0", "hypothesis==6.170.15"],
+                    # entitystream feeds --full-text (the linked page's text)
+                    "fulltext": ["trafilatura==2.3.1", "lxml_html_clean==0.4.6"]},
     entry_points={"console_scripts": ["entitystream=pipeline.cli:main"]},
 )

@@ -171,6 +171,8 @@ COMMANDS = {
     "report": (_report, "render a PNG chart of the tracked entities and tuple"),
     "demo": (_demo, "the whole path on the seeds, with a summary"),
     "eval-ner": (_eval_ner, "score entity extraction on CoNLL-2003 (bare model vs project)"),
+    "feeds": (lambda argv: __import__("connectors.feeds", fromlist=["main"]).main(argv),
+              "follow RSS/Atom feeds: publish each new entry to a topic"),
 }
 
 
