@@ -252,3 +252,32 @@ def test_command_reads_an_opml_file(bootstrap, topic, tmp_path):
     (key, _, doc), = topic_records(bootstrap, topic)
     assert key == "tag:atom.example,2025:entry-7" and doc["source"] == "The Atom Desk"
     assert "ERROR" not in done.stderr
+
+
+def test_full_text_takes_the_linked_pages_text(bootstrap, topic, tmp_path):
+    page = ("<html><head><title>Bridge</title></head><body><nav>Home | World | Sport</nav>"
+            "<article><h1>The bridge opens</h1><p>Russia and North Korea opened the road "
+            "bridge over the Tumen River on Monday, officials in Moscow said.</p><p>Trucks "
+            "will cross it from the summer, carrying coal and steel both ways.</p></article>"
+            "<footer>Copyright 2025</footer></body></html>").encode()
+    with FeedServer({"/page/1": [Answer(page, content_type="text/html")]}) as server:
+        feed = rss([("tag:full,1", "The bridge opens", "Mon, 05 May 2025 09:00:00 GMT",
+                     "Short teaser.")]).replace(
+            b"<guid>", f"<link>{server.url('/page/1')}</link><guid>".encode(), 1)
+        server.routes["/feed.xml"] = [Answer(feed)]
+        state = FeedState(tmp_path / "s.sqlite")
+        publisher = KafkaFeedPublisher(bootstrap_servers=bootstrap, topic=topic)
+        http = feed_fetch.client(timeout_s=5.0)
+        try:
+            follow = FollowFeeds(feeds=[FeedSource(server.url("/feed.xml"))], state=state,
+                                 publisher=publisher, http=http, full_text=True)
+            assert follow.poll_all() == {server.url("/feed.xml"): ("ok", 1)}
+        finally:
+            http.close()
+            publisher.close()
+            state.close()
+    (_, _, doc), = topic_records(bootstrap, topic)
+    # The page's two paragraphs (trafilatura), not the teaser; not the navigation or footer.
+    assert "opened the road bridge over the Tumen River" in doc["body"]
+    assert "carrying coal and steel" in doc["body"]
+    assert "Short teaser" not in doc["body"] and "Copyright" not in doc["body"]
