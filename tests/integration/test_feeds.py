@@ -10,7 +10,6 @@ serving feeds written for these tests (tests/fixtures/feeds/), through the real 
 - the command (--once, --feeds-file, /metrics), and restarts after SIGKILL in the
   crash window: no entry twice, none lost.
 """
-import json
 import os
 import pathlib
 import signal
@@ -29,6 +28,7 @@ from pipeline.settings import Settings
 from tests.integration.feed_server import Answer, FeedServer
 from tests.integration.oracle import brute_force, final_rows, mentions_of
 from tests.scrape import free_port, scrape, total
+from tests.topic import topic_records
 
 pytestmark = [pytest.mark.broker]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -111,16 +111,6 @@ EXPECTED_IDS = {
     "https://news.example/2025/05/note", NEW_ITEM[0], "tag:atom.example,2025:entry-7",
     "https://rdf.example/items/42", "https://latin.example/a/1", "https://broken.example/1",
     "tag:flaky,1", "tag:limited,1"}
-
-
-def topic_records(bootstrap, topic):
-    from kafka import KafkaConsumer
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
-    try:
-        return [(m.key.decode(), m.timestamp, json.loads(m.value)) for m in consumer]
-    finally:
-        consumer.close()
 
 
 class Clock:

@@ -9,19 +9,10 @@ import time
 import pytest
 
 from pipeline import cli
+from tests.topic import topic_records
 
 pytestmark = [pytest.mark.broker]
 SEEDS = pathlib.Path(__file__).resolve().parents[2] / "seeds"
-
-
-def records(bootstrap, topic):
-    from kafka import KafkaConsumer
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
-    try:
-        return [(m.key.decode(), m.timestamp, json.loads(m.value)) for m in consumer]
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
@@ -38,7 +29,7 @@ def replay(bootstrap):
 
 def test_rate_and_loop_send_fresh_ids_a_span_later(bootstrap, topic, replay, capsys):
     elapsed = replay(str(SEEDS), "--topic", topic, "--rate", "10", "--loop", "--limit", "7")
-    got = records(bootstrap, topic)
+    got = topic_records(bootstrap, topic)
     # The seeds by publication time (seeds/manifest.json), then the first two again.
     order = ["seed-002", "seed-003", "seed-001", "seed-004", "seed-000"]
     assert [k for k, _, _ in got] == order + ["seed-002~c1", "seed-003~c1"]
@@ -59,7 +50,7 @@ def test_speed_with_rebase_time_is_live_like(bootstrap, topic, replay, tmp_path)
                             for i in range(3)), encoding="utf-8")
     before_ms = time.time() * 1000
     elapsed = replay(str(feed), "--topic", topic, "--speed", "2", "--rebase-time")
-    got = records(bootstrap, topic)
+    got = topic_records(bootstrap, topic)
     # 1 s apart in publication time, at 2 s per s: sent 0.5 s apart, 1 s in all;
     # rebased, the first is stamped with the time the replay started.
     assert [k for k, _, _ in got] == ["j0", "j1", "j2"]
