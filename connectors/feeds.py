@@ -37,7 +37,7 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from connectors import feed_fetch
-from connectors.feed_entries import parse_feed, to_article
+from connectors.feed_entries import FeedDocument, parse_feed, to_article
 from connectors.feed_state import DEFAULT_MAX_AGE_SECONDS, FeedState
 
 __all__ = ["FeedSource", "FollowFeeds", "KafkaFeedPublisher", "read_feeds_file", "main",
@@ -235,7 +235,10 @@ class FollowFeeds:
                                    last_modified=row.last_modified, max_bytes=self._max_bytes)
         outcome, published = fetched.outcome, 0
         if outcome == "ok":
-            document = parse_feed(fetched.body, fetched.url, fetched.headers)
+            try:
+                document = parse_feed(fetched.body, fetched.url, fetched.headers)
+            except Exception as exc:  # noqa: BLE001 - a parser crash is this feed's problem only
+                document = FeedDocument("", "", [], "malformed", f"{type(exc).__name__}: {exc}")
             if document.problem:
                 outcome = document.problem
                 _LOG.warning("feed %s: %s (%s)%s", feed.url, outcome, document.detail,
@@ -266,8 +269,13 @@ class FollowFeeds:
     def _publish_new(self, feed, document, now, row, fetched):
         articles = {}
         for entry in document.entries:
-            article = to_article(entry, feed_url=feed.url, document=document, first_seen_ms=now,
-                                 name=feed.name)
+            try:
+                article = to_article(entry, feed_url=feed.url, document=document,
+                                     first_seen_ms=now, name=feed.name)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                _LOG.warning("feed %s: entry %r skipped, it cannot be read as an article: %r",
+                             feed.url, entry.get("id") or entry.get("link"), exc)
+                continue
             articles.setdefault(article["id"], article)  # a feed listing an item twice
         self._state.touch(list(articles), now)
         if self._state.pending():  # a batch that failed earlier in this run

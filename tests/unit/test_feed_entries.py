@@ -153,3 +153,33 @@ def test_state_pending_batch_published_and_pruned_by_age():
     state.touch(["b"], now_ms=20_000)                       # b is still listed
     assert state.prune(now_ms=20_500) == 1                  # a unseen for over 10 s
     assert state.unpublished(["a", "b"]) == ["a"]
+
+
+def test_a_parser_crash_or_an_unreadable_entry_stays_with_its_feed(monkeypatch):
+    """FollowFeeds.poll: a feed whose parsing raises is counted malformed; the others go on."""
+    from connectors import feed_fetch, feeds
+
+    class Publisher:
+        topic = "t"
+        sent = []
+
+        def end_offsets(self):
+            return {0: 0}
+
+        def send_all(self, articles):
+            self.sent += articles
+
+    ok = (FIXTURES / "atom.xml").read_bytes()
+    monkeypatch.setattr(feed_fetch, "fetch", lambda http, url, **kw: feed_fetch.Fetched(
+        "ok", 200, b"crash" if "crash" in url else ok, url, {}))
+    real_parse = feeds.parse_feed
+    monkeypatch.setattr(feeds, "parse_feed", lambda data, *a: (
+        (_ for _ in ()).throw(RecursionError("deep")) if data == b"crash" else real_parse(data, *a)))
+    publisher = Publisher()
+    follow = feeds.FollowFeeds(feeds=[FeedSource("https://crash.example/f"),
+                                      FeedSource("https://ok.example/f")],
+                               state=FeedState(":memory:"), publisher=publisher, http=None,
+                               random=lambda: 0.5, wall_ms=lambda: SEEN)
+    assert follow.poll_all() == {"https://crash.example/f": ("malformed", 0),
+                                 "https://ok.example/f": ("ok", 1)}
+    assert [a["id"] for a in publisher.sent] == ["tag:atom.example,2025:entry-7"]
