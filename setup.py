@@ -17,8 +17,12 @@ setup(
         "prometheus-client==0.26.0",
         "matplotlib==3.10.9",
         "pycountry==26.2.16",  # ISO 3166 country names for the country table (LGPL-2.1, unmodified)
+        "feedparser==6.0.14",  # entitystream feeds: RSS 0.9x/2.0, RSS 1.0 (RDF), Atom
+        "httpx==0.28.1",  # entitystream feeds: timeouts, redirect limit, streamed size limit
         "datasketch==2.0.0",  # MinHash signatures of near-duplicate stories (scipy with it)
     ],
-    extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0", "hypothesis==6.170.15"]},
+    extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0", "hypothesis==6.170.15"],
+                    # entitystream feeds --full-text (the linked page's text)
+                    "fulltext": ["trafilatura==2.3.1", "lxml_html_clean==0.4.6"]},
     entry_points={"console_scripts": ["entitystream=pipeline.cli:main"]},
 )

@@ -56,6 +56,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -485,17 +486,45 @@ def _probe(address: str, timeout_ms: int, security: dict | None = None) -> str |
               "request_timeout_ms": timeout_ms, **(security or {})}
     if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python >= 3
         config["bootstrap_timeout_ms"] = timeout_ms
+    with _quiet_probe(config["client_id"]):
+        try:
+            admin = KafkaAdminClient(**config)
+        except (KafkaError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        try:
+            admin.list_topics()
+            return None
+        except (KafkaError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            admin.close()
+
+
+class _ProbeThreads(logging.Filter):
+    """Drops the records of the probe's threads: while the broker starts, kafka-python
+    logs each refused or dropped connection as an ERROR before it retries; what went
+    wrong is returned instead (and told in ``BrokerError`` if it never gets ready)."""
+
+    def __init__(self, client_id):
+        super().__init__()
+        self._threads = {threading.current_thread().name, f"kafka-io-{client_id}"}
+
+    def filter(self, record):
+        return record.threadName not in self._threads
+
+
+@contextlib.contextmanager
+def _quiet_probe(client_id):
+    quiet = _ProbeThreads(client_id)
+    loggers = [logging.getLogger(n) for n in ("kafka", *sorted(
+        n for n in logging.root.manager.loggerDict if n.startswith("kafka.")))]
+    for logger in loggers:
+        logger.addFilter(quiet)
     try:
-        admin = KafkaAdminClient(**config)
-    except (KafkaError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    try:
-        admin.list_topics()
-        return None
-    except (KafkaError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        yield
     finally:
-        admin.close()
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def _terminate(pid: int, state: Path, timeout_s: float) -> None:

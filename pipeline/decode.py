@@ -58,7 +58,7 @@ from prometheus_client import Counter
 from pipeline.ledger import SourcePosition
 from pipeline.records import Article
 
-__all__ = ["DecodeArticles", "decode_article", "decode_text", "DecodeError",
+__all__ = ["DecodeArticles", "decode_article", "decode_text", "parse_time_ms", "DecodeError",
            "ARTICLES", "DEAD_LETTERS", "DEFAULT_MAX_MESSAGE_BYTES",
            "DEFAULT_MAX_FUTURE_SECONDS", "DEFAULT_DEAD_LETTER_VALUE_BYTES"]
 
@@ -141,7 +141,9 @@ def _shown(value) -> str:
     return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} chars)"
 
 
-def _parse_time_ms(value) -> int:
+def parse_time_ms(value) -> int:
+    """``published_at`` (epoch milliseconds, or ISO-8601 with a zone) in epoch milliseconds;
+    raises ``DecodeError`` (``bad_type`` or ``bad_timestamp``) naming the value."""
     if isinstance(value, bool):
         raise DecodeError("bad_type", "published_at must be epoch milliseconds or ISO-8601, got a boolean")
     if isinstance(value, int):
@@ -235,7 +237,7 @@ def decode_article(value: bytes, *, topic: str, partition: int, offset: int,
         raise DecodeError("missing_field", "field 'id' is empty")
     if not doc["body"].strip():
         raise DecodeError("empty_body", f"article {_shown(doc['id'])} has an empty body")
-    published_at_ms = _parse_time_ms(doc["published_at"])
+    published_at_ms = parse_time_ms(doc["published_at"])
     _check_not_future(published_at_ms, max_future_seconds, now_ms)
     _without_lone_surrogates(doc, topic, partition, offset)
     return Article(

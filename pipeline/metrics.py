@@ -131,6 +131,15 @@ EXPORTED_METRICS = {
     "entitystream_kafka_unreachable_seconds_total": ExportedMetric(
         "counter", ("client",), "connectors.kafka_health",
         "Seconds the clients of this kind could not reach Kafka (added when back)."),
+    # `entitystream feeds` (its own process, --metrics-port 9478; connectors/feeds.py)
+    "entitystream_feed_fetches_total": ExportedMetric(
+        "counter", ("feed", "outcome"), "connectors.feeds",
+        "Feed fetches, by feed URL and outcome (connectors.feed_fetch.OUTCOMES)."),
+    "entitystream_feed_entries_published_total": ExportedMetric(
+        "counter", ("feed",), "connectors.feeds", "Feed entries published as articles."),
+    "entitystream_feed_last_success_timestamp_seconds": ExportedMetric(
+        "gauge", ("feed",), "connectors.feeds",
+        "When a fetch of the feed last succeeded; the start time until one does."),
     # Identity
     "entitystream_build_info": ExportedMetric(
         "info", ("version", "runner", "beam", "spacy", "spacy_model", "spacy_model_version"),

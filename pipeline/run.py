@@ -41,7 +41,7 @@ from connectors.kafka_read import ReadFromKafka
 from connectors.kafka_security import check_connection
 from connectors.kafka_write import WriteToKafka
 from connectors.replay import ensure_topic
-from pipeline import metrics, status
+from pipeline import metrics, quiet_logs, status
 from pipeline.aggregate import AggregateEntities
 from pipeline.decode import DecodeArticles
 from pipeline.entities import ExtractEntities
@@ -162,6 +162,7 @@ def start(settings: Settings, beam_args=()):
     Raises ``KafkaPreflightError`` within seconds, before anything is built, when the
     brokers cannot be reached or reject the credentials (``connectors/kafka_security.py``).
     """
+    quiet_logs.install()
     bootstrap = resolve_bootstrap(settings)
     check_connection(bootstrap, settings.kafka_security)
     # The dead-letter topic exists from the start: operators can subscribe to
@@ -178,6 +179,7 @@ def start(settings: Settings, beam_args=()):
     # The graph holds the aggregation's StateStore, whose in-process copy must
     # outlive DoFns the SDK tears down when idle (docs/runner-notes.md SDK-2).
     result.entitystream_pipeline = p
+    quiet_logs.stop_on_sigint()
     return result
 
 
@@ -187,6 +189,7 @@ def cancel(result):
     With LOOPBACK workers in this process, cancelling makes the SDK worker log
     tracebacks for the bundles it was running; they are expected, not errors.
     """
+    quiet_logs.stopping()
     for name in ("apache_beam.runners.worker", "PrismRunner",
                  "apache_beam.utils.subprocess_server",
                  "apache_beam.runners.portability"):
@@ -245,8 +248,9 @@ def run(argv=None):
             metrics.REGISTRY if job_metrics is None else metrics.job_registry(job_metrics)))
         print(f"metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics", flush=True)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C reaches Prism too: its workers' lost streams are then expected.
+    previous = signal.signal(signal.SIGINT, lambda *_: (quiet_logs.stopping(), stop.set()))
+    signal.signal(signal.SIGTERM, lambda *_: (quiet_logs.stopping(), stop.set()))
     reporter = None
     try:
         if args.status_interval_seconds > 0:  # before start(): the direct runner blocks in it

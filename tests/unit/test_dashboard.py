@@ -78,7 +78,8 @@ def test_the_operators_questions_have_panels():
 def test_the_alerts_the_issue_asks_for_exist_with_severity_and_summary():
     rules = {r["alert"]: r for r in alert_rules()}
     assert {"EntitystreamDown", "EntitystreamNoInput", "EntitystreamConsumerLagGrowing",
-            "EntitystreamDeadLetterRateHigh", "EntitystreamLateArticleRateHigh"} <= set(rules)
+            "EntitystreamDeadLetterRateHigh", "EntitystreamLateArticleRateHigh",
+            "EntitystreamFeedStale"} <= set(rules)
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in ("warning", "critical"), name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
@@ -88,9 +89,12 @@ def test_the_alerts_the_issue_asks_for_exist_with_severity_and_summary():
 def test_prometheus_configs_scrape_the_job_the_rules_and_dashboard_name():
     for name in ("prometheus.yml", "prometheus-compose.yml"):
         config = yaml.safe_load((ROOT / "deploy" / "prometheus" / name).read_text())
-        (job,) = config["scrape_configs"]
-        assert job["job_name"] == "entitystream", name
+        jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+        job = jobs["entitystream"]
         assert job["static_configs"][0]["targets"][0].endswith(":9477"), name
+        if "entitystream-feeds" in jobs:  # `entitystream feeds`, where it runs beside
+            assert jobs["entitystream-feeds"]["static_configs"][0]["targets"][0].endswith(
+                ":9478"), name
         for rule_file in config["rule_files"]:
             assert (ROOT / "deploy" / "prometheus" / rule_file).is_file(), rule_file
     exprs = [e for _, _, e in dashboard_queries()] + [e for _, e in rule_queries()]
