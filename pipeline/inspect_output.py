@@ -45,12 +45,24 @@ def to_json_lines(rows):
     return "\n".join(json.dumps(r, sort_keys=True) for r in rows)
 
 
+def _n(value):
+    return "-" if value is None else value   # null: a file from before the field
+
+
 def _line(r):
+    tail = f"{_n(r.get('stories')):>8} {_n(r.get('outlets')):>8}"
     if "entity_id" in r:
         return (f"  {r['entity_text'][:34]:<34} {r['entity_label']:<8} "
-                f"{r['mentions']:>8} {r['articles']:>8}")
+                f"{r['mentions']:>8} {r['articles']:>8} {tail}")
+    if r["kind"] == "source_counts":
+        what = f"{r['source']}: " + " x ".join(r["entities"])
+        return f"  {what[:43]:<43} {r['subject']:<8} {r['count']:>8} {r['articles']:>8}"
+    if r["kind"] == "surges":
+        what = " x ".join(r["entities"])
+        return (f"  {what[:43]:<43} surge    {r['articles']:>8} of {r['total_articles']}, "
+                f"share {r['share']:.3f} (baseline {r['baseline']:.3f}), score {r['score']:.1f}")
     what = " x ".join(r["entities"]) + (" (tracked)" if r["tracked"] else "")
-    return f"  {what[:43]:<43} {r['scope']:<8} {r['count']:>8} {r['articles']:>8}"
+    return f"  {what[:43]:<43} {r['scope']:<8} {r['count']:>8} {r['articles']:>8} {tail}"
 
 
 def table(rows, top=5, kinds=None):
@@ -67,9 +79,11 @@ def table(rows, top=5, kinds=None):
         span = "since the start" if kind.startswith("running") else f"{start} .. {end}"
         out.append(f"{kind}  {span}  pane {first['pane_index']} {first['pane_timing']} ({final})")
         if "entity_id" in first:
-            out.append(f"  {'entity':<34} {'label':<8} {'mentions':>8} {'articles':>8}")
-        else:
-            out.append(f"  {'entities':<43} {'scope':<8} {'count':>8} {'articles':>8}")
+            out.append(f"  {'entity':<34} {'label':<8} {'mentions':>8} {'articles':>8} "
+                       f"{'stories':>8} {'outlets':>8}")
+        elif kind in ("cooccurrence", "running_cooccurrence"):
+            out.append(f"  {'entities':<43} {'scope':<8} {'count':>8} {'articles':>8} "
+                       f"{'stories':>8} {'outlets':>8}")
         tracked = [r for r in records if r.get("tracked")]
         others = [r for r in records if not r.get("tracked")]
         out.extend(_line(r) for r in tracked + others[:top])

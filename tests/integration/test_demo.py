@@ -38,6 +38,12 @@ def test_demo_prints_every_window_and_complete_running_totals(bootstrap, prism_b
     for entity in ("RUSSIA", "NORTH_KOREA", "BRIDGE"):
         # Every seed mentions all three (fixture), so 5 articles each.
         assert running[entity] == (sum(c[entity] for c in counts.values()), 5), entity
+    # The tracked tuple's line shows articles, stories and outlets: five
+    # different stories from three sources (seeds/manifest.json).
+    line = next(l for l in out.splitlines()
+                if l.strip().startswith("BRIDGE x NORTH_KOREA x RUSSIA (tracked)")
+                and " article " in l)
+    assert line.split()[-4:] == ["5", "5", "5", "3"], line
 
 
 def test_demo_speed_publishes_while_running_and_shows_panes_arriving(bootstrap, prism_bin,
