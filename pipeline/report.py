@@ -11,6 +11,10 @@ For people who would rather look than read, from the Avro aggregates under
   tracked-entity rules still plots.
 - **Tracked tuple**: articles (and sentences) holding every member of each
   tracked tuple per window (``cooccurrence`` records with ``tracked``).
+- **Articles, stories and outlets**: per window, the articles holding every
+  member of each tracked tuple, the distinct stories among them and the
+  outlets that carried them; the windows in which the tuple surged
+  (``surges``) are shaded red.
 
 A window with aggregates but no mention of an entity plots as 0.
 
@@ -25,8 +29,8 @@ import pathlib
 
 from connectors.avro_files import read_records
 
-__all__ = ["render", "load_latest", "entity_series", "tuple_series", "tracked_entities",
-           "TRACKED_ENTITIES"]
+__all__ = ["render", "load_latest", "entity_series", "tuple_series", "tuple_story_series",
+           "surge_windows", "tracked_entities", "TRACKED_ENTITIES"]
 
 TRACKED_ENTITIES = pathlib.Path(__file__).with_name("tracked_entities.json")
 ENTITY_KIND, TUPLE_KIND = "entity_counts", "cooccurrence"
@@ -78,6 +82,32 @@ def tuple_series(windows, starts=None):
     return series
 
 
+def tuple_story_series(windows, starts):
+    """``{(members, field): [(window_start, value)]}`` for field ``articles``,
+    ``stories`` and ``outlets`` of each tracked tuple (article scope) over
+    ``starts`` (a window without the tuple is 0; a file from before stories
+    and outlets were counted gives 0 for them)."""
+    keys = sorted({tuple(r["entities"]) for records in windows.values() for r in records
+                   if r.get("tracked") and r["scope"] == "article"})
+    series = {}
+    for members in keys:
+        for field in ("articles", "stories", "outlets"):
+            series[(members, field)] = [
+                (start, sum(r.get(field) or 0 for r in windows.get(start, ())
+                            if r.get("tracked") and r["scope"] == "article"
+                            and tuple(r["entities"]) == members))
+                for start in starts]
+    return series
+
+
+def surge_windows(root):
+    """``{members: [(window_start, window_end)]}`` of the tuples' and entities' surges."""
+    out = collections.defaultdict(list)
+    for _, record in read_records(root, "surges"):
+        out[tuple(record["entities"])].append((record["window_start"], record["window_end"]))
+    return dict(out)
+
+
 def _plot(ax, series, labels, empty_text):
     from matplotlib.ticker import MaxNLocator
     if not series or not any(start for points in series.values() for start, _ in points):
@@ -117,8 +147,11 @@ def render(root, output=None, entities=None, tracked_path=TRACKED_ENTITIES):
     # Windows with articles but no tracked tuple count as 0 for the tuple.
     by_tuple = tuple_series(tuple_windows, sorted(set(entity_windows) | set(tuple_windows)))
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True,
-                                      constrained_layout=True)
+    starts = sorted(set(entity_windows) | set(tuple_windows))
+    by_story = tuple_story_series(tuple_windows, starts)
+    surges = surge_windows(root) if (root / "surges").is_dir() else {}
+    fig, (top, bottom, third) = plt.subplots(3, 1, figsize=(12, 10), sharex=True,
+                                             constrained_layout=True)
     _plot(top, by_entity, {i: f"{names.get(i, i)} ({i})" for i in ids},
           f"no {ENTITY_KIND} aggregates")
     top.set_title("Tracked entities: mentions per window")
@@ -128,8 +161,18 @@ def render(root, output=None, entities=None, tracked_path=TRACKED_ENTITIES):
           f"no tracked-tuple {TUPLE_KIND} aggregates")
     bottom.set_title("Tracked tuple: articles and sentences holding every member, per window")
     bottom.set_ylabel("count")
-    bottom.set_xlabel("window start (UTC)")
-    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d\n%H:%M", tz=dt.timezone.utc))
+    _plot(third, by_story,
+          {k: f"{' x '.join(names.get(m, m) for m in k[0])}: {k[1]}" for k in by_story},
+          f"no tracked-tuple {TUPLE_KIND} aggregates")
+    members = {k[0] for k in by_story}
+    for start, end in sorted(w for m in members for w in surges.get(m, ())):
+        third.axvspan(start, end, color="red", alpha=0.2, linewidth=0)
+    marked = sum(len(surges.get(m, ())) for m in members)
+    third.set_title("Tracked tuple: articles, distinct stories and outlets per window"
+                    + (f"; {marked} surge window(s) shaded red" if marked else "; no surge"))
+    third.set_ylabel("count")
+    third.set_xlabel("window start (UTC)")
+    third.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d\n%H:%M", tz=dt.timezone.utc))
     fig.suptitle(f"entitystream report: {root}", fontsize=11)
     path = pathlib.Path(output) if output else root / "report.png"
     path.parent.mkdir(parents=True, exist_ok=True)

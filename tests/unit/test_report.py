@@ -39,10 +39,15 @@ def output(tmp_path):
         _pane("entity_counts", B, 0, "ON_TIME",
               [_entity("BRIDGE", 4, "FAC"), _entity("RUSSIA", 1)], True),
         _pane("cooccurrence", A, 0, "ON_TIME",
-              [_pair(TUPLE, "article", 1, True), _pair(TUPLE, "sentence", 2, True),
+              [dict(_pair(TUPLE, "article", 3, True), articles=3, stories=2, outlets=2),
+               _pair(TUPLE, "sentence", 2, True),
                _pair(("GPE:seoul", "RUSSIA"), "article", 1, False)], True),
         _pane("cooccurrence", B, 0, "ON_TIME", [_pair(("BRIDGE", "RUSSIA"), "article", 1, False)],
               True),
+        _pane("surges", A, 0, "ON_TIME", [{
+            "subject": "tuple", "entities": list(TUPLE), "articles": 3, "total_articles": 10,
+            "share": 0.3, "baseline": 0.0, "spread": 0.005, "baseline_windows": 6,
+            "score": 40.47, "threshold": 3.5}], True),
     ]
     for pane in panes:
         write_pane(tmp_path, pane)
@@ -63,11 +68,21 @@ def test_entity_series_take_each_windows_latest_pane_and_match_model_ids(output)
 
 def test_tuple_series_count_only_tracked_tuples_and_zero_fill_windows(output):
     series = report.tuple_series(report.load_latest(output, "cooccurrence"))
-    assert series == {(TUPLE, "article"): [(_t(A), 1), (_t(B), 0)],
+    assert series == {(TUPLE, "article"): [(_t(A), 3), (_t(B), 0)],
                       (TUPLE, "sentence"): [(_t(A), 2), (_t(B), 0)]}
     later = _t(B + HOUR)  # a window with entities but no co-occurrence file
     series = report.tuple_series(report.load_latest(output, "cooccurrence"), [_t(A), later])
-    assert series[(TUPLE, "article")] == [(_t(A), 1), (later, 0)]
+    assert series[(TUPLE, "article")] == [(_t(A), 3), (later, 0)]
+
+
+def test_story_series_and_surge_windows_of_the_tracked_tuple(output):
+    windows = report.load_latest(output, "cooccurrence")
+    series = report.tuple_story_series(windows, [_t(A), _t(B)])
+    # Window A: 3 articles, 2 stories, 2 outlets (the fixture); B has no tuple.
+    assert series == {(TUPLE, "articles"): [(_t(A), 3), (_t(B), 0)],
+                      (TUPLE, "stories"): [(_t(A), 2), (_t(B), 0)],
+                      (TUPLE, "outlets"): [(_t(A), 2), (_t(B), 0)]}
+    assert report.surge_windows(output) == {TUPLE: [(_t(A), _t(A + HOUR))]}
 
 
 def test_tracked_entities_come_from_the_shipped_rules_file():
@@ -80,7 +95,7 @@ def test_report_command_writes_a_png(output, capsys):
     assert f"wrote {path}" in capsys.readouterr().out
     with Image.open(path) as image:
         assert image.format == "PNG"
-        assert image.size == (1320, 770)  # 12 x 7 inches at 110 dpi
+        assert image.size == (1320, 1100)  # 12 x 10 inches at 110 dpi
         assert len(image.getcolors(maxcolors=100_000) or []) > 10  # not a blank canvas
 
 
