@@ -510,6 +510,11 @@ def bound_violations(want, bounds):
         if not (lo <= count <= hi and a_lo <= articles <= a_hi):
             bad.append((key, (count, articles), (lo, hi, a_lo, a_hi)))
     for key, (count, _) in truth.items():
-        if key not in bounds and count > smallest_upper.get(key[:2], 0):
-            bad.append((key, count, "not reported", smallest_upper.get(key[:2])))
+        # A window whose whole table a reduction emptied (ties at the cut: with
+        # --top-k-pairs 5, 1987-03-05 15:00 of the R2 slice) reports no pair and
+        # so claims no bound for its pairs: nothing to check there.
+        if key[:2] not in smallest_upper:
+            continue
+        if key not in bounds and count > smallest_upper[key[:2]]:
+            bad.append((key, count, "not reported", smallest_upper[key[:2]]))
     return bad
