@@ -56,11 +56,17 @@ def test_next_bundle_reuses_the_copy_without_reading_the_big_cell():
     assert again is state and cell.reads == 1
 
 
-def test_failed_bundle_is_not_seen_by_the_next_one():
+def _committed_runner_state():
+    """A runner-state store whose first bundle stored {"a": 1} and was committed."""
     store = StateStore(state_in_process=False)
     cell, version = FakeCell({"a": 1}), FakeCell(0)
     store.store(store.load(cell, version, dict), cell, version)
     commit(cell, version)
+    return store, cell, version
+
+
+def test_failed_bundle_is_not_seen_by_the_next_one():
+    store, cell, version = _committed_runner_state()
     # A bundle changes the state, stores it, then fails: nothing is committed,
     # and the runner tears the DoFn down before the next bundle.
     state = store.load(cell, version, dict)
@@ -72,10 +78,7 @@ def test_failed_bundle_is_not_seen_by_the_next_one():
 
 
 def test_failure_before_store_leaves_no_copy():
-    store = StateStore(state_in_process=False)
-    cell, version = FakeCell({"a": 1}), FakeCell(0)
-    store.store(store.load(cell, version, dict), cell, version)
-    commit(cell, version)
+    store, cell, version = _committed_runner_state()
     state = store.load(cell, version, dict)
     state["half-done"] = True                       # then an exception: no store
     cell.abort(), version.abort()
