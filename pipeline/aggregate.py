@@ -60,8 +60,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Timestamp
 from prometheus_client import Counter
 
-from pipeline.aggregation_state import (AggregationState, StateStore, close_action,
-                                        CLOSE_GRACE_SECONDS)
+from pipeline.aggregation_state import (AggregationState, Cells, StateStore, close_action,
+                                        CLOSE_GRACE_SECONDS, SHARDS)
 from pipeline.checkpointer import Checkpointer
 from pipeline.cooccurrence import DEFAULT_TUPLES, article_cooccurrence
 from pipeline.ledger import SourcePosition
@@ -196,8 +196,13 @@ class _EmitPanesFn(beam.DoFn):
     """(key, _Input) -> WindowPane, plus ``late_articles`` dicts: elements and
     timers mapped onto the ``WindowBook`` (module docstring)."""
 
-    STATE = userstate.ReadModifyWriteStateSpec("windows", coders.PickleCoder())
+    # The runner-state layout (pipeline/aggregation_state.py RunnerLayout).
     VERSION = userstate.ReadModifyWriteStateSpec("windows_version", coders.VarIntCoder())
+    HEADER = userstate.ReadModifyWriteStateSpec("header", coders.PickleCoder())
+    PENDING = userstate.BagStateSpec("pending", coders.PickleCoder())
+    RUNNING = userstate.ReadModifyWriteStateSpec("running", coders.PickleCoder())
+    S0, S1, S2, S3 = (userstate.ReadModifyWriteStateSpec(f"shard{i}", coders.PickleCoder())
+                      for i in range(SHARDS))
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
     SAVE = userstate.TimerSpec("checkpoint", TimeDomain.REAL_TIME)
@@ -220,9 +225,9 @@ class _EmitPanesFn(beam.DoFn):
     def _session(self, cells):
         """The state for one call, stored back when the call succeeds."""
         with self._store.bundle():
-            state = self._store.load(*cells, self._new_state)
+            state = self._store.load(cells, self._new_state)
             yield state
-            self._store.store(state, *cells)
+            self._store.store(state, cells)
 
     def _new_state(self):
         stories = (None if self._story_settings is None
@@ -248,14 +253,18 @@ class _EmitPanesFn(beam.DoFn):
             return []
         state, outputs = restored
         _set_tick(state, tick)
-        self._store.store(state, *cells)
+        self._store.store(state, cells)
         return outputs
 
-    def process(self, keyed, state_cell=beam.DoFn.StateParam(STATE),
-                version_cell=beam.DoFn.StateParam(VERSION),
+    def process(self, keyed, version_cell=beam.DoFn.StateParam(VERSION),
+                header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
+                running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
+                s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
+                s3=beam.DoFn.StateParam(S3),
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK),
                 save=beam.DoFn.TimerParam(SAVE)):
-        item, cells, out, now_ms = keyed[1], (state_cell, version_cell), [], _now_ms()
+        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        item, out, now_ms = keyed[1], [], _now_ms()
         with self._store.bundle():
             live = self._store.live
             if self._checkpointer is not None and not live.started and version_cell.read() is None:
@@ -285,28 +294,40 @@ class _EmitPanesFn(beam.DoFn):
         return out
 
     @userstate.on_timer(FIRING)
-    def on_firing(self, state_cell=beam.DoFn.StateParam(STATE),
-                  version_cell=beam.DoFn.StateParam(VERSION)):
-        with self._session((state_cell, version_cell)) as state:
+    def on_firing(self, version_cell=beam.DoFn.StateParam(VERSION),
+                  header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
+                  running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
+                  s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
+                  s3=beam.DoFn.StateParam(S3)):
+        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        with self._session(cells) as state:
             state.timers.firing = False
             out = _emitted(state, state.book.dirty_panes(_now_ms()))
         yield from out
 
     @userstate.on_timer(SAVE)
-    def on_save(self, state_cell=beam.DoFn.StateParam(STATE),
-                version_cell=beam.DoFn.StateParam(VERSION), save=beam.DoFn.TimerParam(SAVE)):
-        with self._session((state_cell, version_cell)) as state:
+    def on_save(self, version_cell=beam.DoFn.StateParam(VERSION),
+                header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
+                running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
+                s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
+                s3=beam.DoFn.StateParam(S3),
+                save=beam.DoFn.TimerParam(SAVE)):
+        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        with self._session(cells) as state:
             state.timers.save = False
             self._checkpoint(state, save, due=True)  # set an interval ago
 
     @userstate.on_timer(TICK)
     def on_tick(self, fired=beam.DoFn.TimestampParam,
-                state_cell=beam.DoFn.StateParam(STATE),
                 version_cell=beam.DoFn.StateParam(VERSION),
+                header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
+                running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
+                s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
+                s3=beam.DoFn.StateParam(S3),
                 tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE),
                 close=beam.DoFn.TimerParam(CLOSE)):
-        out = []
-        with self._session((state_cell, version_cell)) as state:
+        out, cells = [], Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        with self._session(cells) as state:
             # The watermark has reached `fired`: every boundary up to it has passed.
             through = max(state.book.closed_through, Timestamp.of(fired).micros // 1000 + 1)
             action, timers = close_action(state, through, self._early_ms is not None), state.timers
@@ -322,12 +343,15 @@ class _EmitPanesFn(beam.DoFn):
         yield from out
 
     @userstate.on_timer(CLOSE)
-    def on_close(self, state_cell=beam.DoFn.StateParam(STATE),
-                 version_cell=beam.DoFn.StateParam(VERSION),
+    def on_close(self, version_cell=beam.DoFn.StateParam(VERSION),
+                 header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
+                 running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
+                 s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
+                 s3=beam.DoFn.StateParam(S3),
                  tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE),
                  close=beam.DoFn.TimerParam(CLOSE)):
-        out = []
-        with self._session((state_cell, version_cell)) as state:
+        out, cells = [], Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        with self._session(cells) as state:
             state.timers.close = False
             if state.ledger.has_gaps():
                 _arm_close(state, close)  # wait again while the gap stays open
@@ -516,7 +540,8 @@ class AggregateEntities(beam.PTransform):
             top_k_pairs=self._top_k, by_source_ids=self._by_source)
         return tallied | "EmitPanes" >> beam.ParDo(_EmitPanesFn(
             book_settings=book_settings,
-            store=StateStore(state_in_process=self._state_in_process),
+            store=StateStore(state_in_process=self._state_in_process,
+                             book_settings=book_settings),
             checkpointer=checkpointer, checkpoint_interval_s=interval_s,
             story_settings=self._stories, surge_settings=self._surges)
         ).with_outputs(LATE_ARTICLES, main="panes")
