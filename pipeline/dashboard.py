@@ -395,7 +395,7 @@ def main(argv=None):
     parser.add_argument("--tracked-tuple", action="append", metavar="ID,ID,...",
                         help="a tracked tuple, as for `run` (repeatable; default "
                              f"{','.join(Settings.tracked_tuples[0])})")
-    parser.add_argument("--surge-threshold", type=float, default=None,
+    parser.add_argument("--surge-threshold", type=float, default=None, metavar="X",
                         help="the surge line on the score panels, as for `run` (default 3.5)")
     parser.add_argument("--output", metavar="FILE", default=None,
                         help="dashboard JSON to write (default stdout); the shipped one is "
@@ -417,5 +417,5 @@ def main(argv=None):
         pathlib.Path(args.output).write_text(text, encoding="utf-8")
         count = len(gazetteer.entities) + len(tuples)
         print(f"wrote {args.output}: the general panels and {count} tracked rows "
-              f"({len(gazetteer.entities)} entities, {len(tuples)} tuples)", file=sys.stderr)
+              f"(entities: {len(gazetteer.entities)}, tuples: {len(tuples)})", file=sys.stderr)
     return 0
