@@ -85,7 +85,8 @@ def test_promtool_check_config(config):
 
 def test_promtool_check_rules():
     # As many as alerts.yml lists (8 since EntitystreamTrackedSurge).
-    assert f"SUCCESS: {len(rule_queries())} rules found" in _promtool("check", "rules", "alerts.yml")
+    assert f"SUCCESS: {len(rule_queries())} rules found" in _promtool(
+        "check", "rules", "alerts.yml")
 
 
 def test_promtool_rule_unit_tests_pass():
