@@ -38,11 +38,16 @@ import re
 import sys
 from typing import NamedTuple, Optional, Tuple
 
-from grafana_foundation_sdk.builders import bargauge, common as common_builders
-from grafana_foundation_sdk.builders import dashboard as dashboard_builders
-from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common, dashboard as models
+try:
+    from grafana_foundation_sdk.builders import bargauge, common as common_builders
+    from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+    from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import common, dashboard as models
+except ImportError as exc:  # not installed on Python 3.10: the SDK needs 3.11 (setup.py)
+    _msg = (f"the dashboard generator needs grafana-foundation-sdk ({exc}), which needs "
+            f"Python 3.11 or newer; run ./dev setup with Python 3.11+")
+    raise RuntimeError(_msg) from exc
 
 __all__ = ["build_dashboard", "dashboard_json", "tracked_subjects", "Subject", "Panel",
            "GENERAL_ROWS", "DATASOURCE_UID", "SHIPPED_DASHBOARD", "main"]
