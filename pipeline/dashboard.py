@@ -36,6 +36,7 @@ import os
 import pathlib
 import re
 import sys
+from collections import Counter
 from typing import NamedTuple, Optional, Tuple
 
 try:
@@ -205,15 +206,17 @@ class Subject(NamedTuple):
 
 def tracked_subjects(gazetteer, tuples):
     """The ``Subject`` of each tracked entity of ``gazetteer`` (in file order), then of
-    each tuple of ``tuples`` (ids in any order; named in the file's order)."""
+    each tuple of ``tuples`` (ids in any order, each tuple once; named in the file's
+    order). A display name two subjects share gets the subject's ids after it."""
     names = gazetteer.names
     order = {entity_id: i for i, entity_id in enumerate(names)}
     subjects = [Subject("entity", (e.id,), e.name) for e in gazetteer.entities]
-    for ids in tuples:
+    for ids in dict.fromkeys(tuple(sorted(t)) for t in tuples):
         shown = sorted(ids, key=lambda i: (order.get(i, len(order)), i))
-        subjects.append(Subject("tuple", tuple(sorted(ids)),
-                                " x ".join(names.get(i, i) for i in shown)))
-    return subjects
+        subjects.append(Subject("tuple", ids, " x ".join(names.get(i, i) for i in shown)))
+    shared = Counter(s.name for s in subjects)
+    return [s._replace(name=f"{s.name} ({s.subject})") if shared[s.name] > 1 else s
+            for s in subjects]
 
 
 def _quoted(value):
@@ -278,8 +281,7 @@ def _tracked_rows(subjects, threshold):
     )
     rows = [("Tracked entities and tuples", overview)]
     for s in subjects:
-        title = f"Tracked {'entity' if s.kind == 'entity' else 'tuple'}: {s.name}"
-        rows.append((title, _subject_panels(s, threshold)))
+        rows.append((f"Tracked {s.kind}: {s.name}", _subject_panels(s, threshold)))
     return rows
 
 
@@ -414,13 +416,13 @@ def main(argv=None):
               f"{gazetteer.source}: their mention panels stay empty unless the pipeline "
               "counts them under these ids (add them to the file, or pass --tracked-tuple)",
               file=sys.stderr)
-    text = dashboard_json(build_dashboard(gazetteer, tuples,
-                                          surge_threshold=args.surge_threshold))
+    dash = build_dashboard(gazetteer, tuples, surge_threshold=args.surge_threshold)
+    text = dashboard_json(dash)
     if args.output is None:
         sys.stdout.write(text)
     else:
         pathlib.Path(args.output).write_text(text, encoding="utf-8")
-        count = len(gazetteer.entities) + len(tuples)
-        print(f"wrote {args.output}: the general panels and {count} tracked rows "
-              f"(entities: {len(gazetteer.entities)}, tuples: {len(tuples)})", file=sys.stderr)
+        rows = [r["title"] for r in dash["panels"] if r["title"].startswith("Tracked ")]
+        print(f"wrote {args.output}: the general panels and {len(rows) - 1} tracked rows "
+              f"({', '.join(r.split(': ', 1)[1] for r in rows[1:])})", file=sys.stderr)
     return 0

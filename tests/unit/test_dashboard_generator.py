@@ -123,3 +123,16 @@ def test_a_bad_tracked_entities_file_is_an_error_naming_it(tmp_path, capsys):
     assert cli.main(["dashboard", "--tracked-entities", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "entitystream dashboard: error: tracked entities" in err and str(bad) in err
+
+
+def test_subjects_sharing_a_display_name_get_their_ids_and_a_tuple_comes_once(tmp_path):
+    from pipeline.dashboard import tracked_subjects
+    tracked = tmp_path / "ports.json"
+    tracked.write_text(json.dumps({"version": 1, "entities": [
+        {"id": "PORT", "name": "Port", "type": "FAC", "aliases": ["port"]},
+        {"id": "SEAPORT", "name": "Port", "type": "FAC", "aliases": ["seaport"]}]}))
+    subjects = tracked_subjects(load_tracked_entities(tracked),
+                                [("SEAPORT", "PORT"), ("PORT", "SEAPORT")])
+    assert [(s.kind, s.ids, s.name) for s in subjects] == [
+        ("entity", ("PORT",), "Port (PORT)"), ("entity", ("SEAPORT",), "Port (SEAPORT)"),
+        ("tuple", ("PORT", "SEAPORT"), "Port x Port")]
