@@ -20,6 +20,9 @@ setup(
         "feedparser==6.0.14",  # entitystream feeds: RSS 0.9x/2.0, RSS 1.0 (RDF), Atom
         "httpx==0.28.1",  # entitystream feeds: timeouts, redirect limit, streamed size limit
         "datasketch==2.0.0",  # MinHash signatures of near-duplicate stories (scipy with it)
+        # entitystream dashboard: the Grafana dashboard as code (Apache-2.0, no dependencies;
+        # it needs Python 3.11+, where 3.10 lacks typing.Self and enum.StrEnum)
+        'grafana-foundation-sdk==1769699998!10.1.0 ; python_version >= "3.11"',
     ],
     extras_require={"test": ["pytest==9.2.0", "testcontainers==4.15.0", "hypothesis==6.170.15"],
                     # entitystream feeds --full-text (the linked page's text)

@@ -173,6 +173,11 @@ def _feeds(argv):
     return feeds_main(argv)
 
 
+def _dashboard(argv):
+    from pipeline.dashboard import main as dashboard_main
+    return dashboard_main(argv)
+
+
 def _eval_ner(argv):
     from pipeline.ner_eval import main as eval_main
     return eval_main(argv)
@@ -189,6 +194,7 @@ COMMANDS = {
     "eval-ner": (_eval_ner, "score entity extraction on CoNLL-2003 (bare model vs project)"),
     "eval-identity": (_eval_identity, "score entity ids on hand-linked news (AIDA CoNLL-YAGO)"),
     "feeds": (_feeds, "follow RSS/Atom feeds: publish each new entry to a topic"),
+    "dashboard": (_dashboard, "write the Grafana dashboard for your tracked entities and tuples"),
 }
 
 

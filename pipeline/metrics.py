@@ -101,6 +101,13 @@ EXPORTED_METRICS = {
     "entitystream_surges_total": ExportedMetric(
         "counter", ("subject",), "pipeline.surges",
         "Closed tumbling windows in which a tracked entity or tuple surged."),
+    # The latest closed tumbling window of each tracked subject (the dashboard's tracked rows)
+    "entitystream_tracked_window_articles": ExportedMetric(
+        "gauge", ("subject",), "pipeline.surges", "Articles holding the tracked subject."),
+    "entitystream_tracked_window_stories": ExportedMetric(
+        "gauge", ("subject",), "pipeline.surges", "Distinct stories among those articles."),
+    "entitystream_tracked_window_outlets": ExportedMetric(
+        "gauge", ("subject",), "pipeline.surges", "Distinct outlets among those articles."),
     # Output
     "entitystream_panes_emitted_total": ExportedMetric(
         "counter", ("kind", "timing"), "pipeline.aggregate", "Window panes emitted."),

@@ -26,6 +26,8 @@ when a tumbling window's ON_TIME pane goes out, so a restart scores the same.
 
 ``SurgeDetector.observe(entity_pane, cooc_pane)`` returns the ``surges``
 records (``schemas/surge.avsc``) of that window and every subject's score.
+``count_window`` sets the window gauges the dashboard's tracked rows show:
+each subject's articles, stories and outlets in the latest closed window.
 """
 import statistics
 from collections import deque
@@ -36,7 +38,8 @@ from prometheus_client import Counter, Gauge
 from pipeline.records import WindowPane
 
 __all__ = ["SurgeDetector", "Scored", "SURGES", "modified_z_score", "SURGE_SCORE",
-           "SURGES_TOTAL", "DEFAULT_THRESHOLD", "count_scores", "surge_panes"]
+           "SURGES_TOTAL", "DEFAULT_THRESHOLD", "count_scores", "surge_panes", "count_window",
+           "WINDOW_GAUGES"]
 
 SURGES = "surges"
 SCALE = 0.6745  # the normal distribution's MAD / sigma, as in Beam's RobustZScore
@@ -49,6 +52,17 @@ SURGE_SCORE = Gauge("entitystream_surge_score",
 SURGES_TOTAL = Counter("entitystream_surges",
                        "Closed tumbling windows in which a tracked entity or tuple surged.",
                        ["subject"])
+#: The latest closed tumbling window's figures of each tracked subject, by
+#: record field (the dashboard's "articles, stories, outlets" panels).
+WINDOW_ARTICLES = Gauge("entitystream_tracked_window_articles",
+                        "Articles holding the tracked entity or tuple in the latest closed "
+                        "tumbling window.", ["subject"])
+WINDOW_STORIES = Gauge("entitystream_tracked_window_stories",
+                       "Distinct stories among those articles.", ["subject"])
+WINDOW_OUTLETS = Gauge("entitystream_tracked_window_outlets",
+                       "Distinct outlets (sources) among those articles.", ["subject"])
+WINDOW_GAUGES = {"articles": WINDOW_ARTICLES, "stories": WINDOW_STORIES,
+                 "outlets": WINDOW_OUTLETS}
 
 
 def modified_z_score(value: float, baseline, min_spread: float) -> Tuple[float, float, float]:
@@ -67,6 +81,15 @@ class Scored(NamedTuple):
 
 def _label(ids) -> str:
     return " x ".join(ids)
+
+
+def _by_subject(entity_pane, cooc_pane):
+    """``{("entity", (id,)) or ("tuple", ids): record}`` of one window's panes."""
+    held = {("entity", (r["entity_id"],)): r for r in entity_pane.records}
+    if cooc_pane is not None:
+        held.update({("tuple", tuple(r["entities"])): r for r in cooc_pane.records
+                     if r["tracked"] and r["scope"] == "article"})
+    return held
 
 
 class SurgeDetector:
@@ -105,10 +128,7 @@ class SurgeDetector:
             return [], []   # already observed (a LATE pane, or re-emitted after a restart)
         self.last_window_end = end
         total = entity_pane.total_articles or 0
-        held = {("entity", (r["entity_id"],)): r["articles"] for r in entity_pane.records}
-        if cooc_pane is not None:
-            held.update({("tuple", tuple(r["entities"])): r["articles"] for r in cooc_pane.records
-                         if r["tracked"] and r["scope"] == "article"})
+        held = {s: r["articles"] for s, r in _by_subject(entity_pane, cooc_pane).items()}
         records, scored = [], []
         for subject in self.subjects:
             articles = held.get(subject, 0)
@@ -133,8 +153,20 @@ def count_scores(scored: List[Scored]):
     """The Prometheus gauge and counter for one window's scores."""
     for s in scored:
         SURGE_SCORE.labels(s.subject).set(s.score)
+        # Created at 0 once scored, so that increase() sees a subject's first surge.
+        surges = SURGES_TOTAL.labels(s.subject)
         if s.surge:
-            SURGES_TOTAL.labels(s.subject).inc()
+            surges.inc()
+
+
+def count_window(subjects, entity_pane, cooc_pane):
+    """Set ``WINDOW_GAUGES`` of each of ``subjects`` (``SurgeDetector.subjects``) to
+    its articles, stories and outlets in this closed window (0 where absent)."""
+    held = _by_subject(entity_pane, cooc_pane)
+    for subject in subjects:
+        record = held.get(subject, {})
+        for field, gauge in WINDOW_GAUGES.items():
+            gauge.labels(_label(subject[1])).set(record.get(field) or 0)
 
 
 def surge_panes(detector, panes, now_ms, scored_out=None):
@@ -149,8 +181,11 @@ def surge_panes(detector, panes, now_ms, scored_out=None):
     for (start, end), kinds in sorted(by_window.items()):
         if "entity_counts" not in kinds:
             continue
+        newer = detector.last_window_end is None or end > detector.last_window_end
         records, scored = detector.observe(kinds["entity_counts"], kinds.get("cooccurrence"))
         count_scores(scored)
+        if newer:
+            count_window(detector.subjects, kinds["entity_counts"], kinds.get("cooccurrence"))
         if scored_out is not None:
             scored_out.extend(scored)
         if records:

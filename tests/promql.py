@@ -42,8 +42,12 @@ def panels(dash=None):
 
 
 def dashboard_queries(dash=None):
-    """``[(panel title, refId, expr)]`` of every dashboard target."""
-    return [(p["title"], t["refId"], t["expr"]) for p in panels(dash) for t in p["targets"]]
+    """``[(panel title, refId, expr)]`` of every dashboard target, then
+    ``(annotation name, "annotation", expr)`` of every Prometheus annotation."""
+    dash = dash or dashboard()
+    return ([(p["title"], t["refId"], t["expr"]) for p in panels(dash) for t in p["targets"]]
+            + [(a["name"], "annotation", a["expr"]) for a in dash["annotations"]["list"]
+               if a.get("expr")])
 
 
 def alert_rules():

@@ -16,6 +16,12 @@ Debian's ``prometheus`` package (installed by ``./dev setup``) provides
     exported during the run;
   * every alert rule evaluates without error, through /api/v1/query and in
     Prometheus's own rule evaluation (/api/v1/rules).
+
+- the dashboard generated (pipeline/dashboard.py) for another tracked-entities
+  file, Ukraine x grain x port: two short bounded runs (rules only, the direct
+  runner) over hand-made articles, the second with a burst of the tuple, and
+  every query of its tracked rows and its surge annotation returns the
+  series that run exported, with the values counted by hand.
 """
 import json
 import shutil
@@ -32,6 +38,8 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output, metrics
+from pipeline.dashboard import build_dashboard
+from pipeline.gazetteer import load_tracked_entities
 from pipeline.entities import DEFAULT_MODEL
 from pipeline.run import cancel, start
 from pipeline.settings import Settings
@@ -76,11 +84,9 @@ def test_promtool_check_config(config):
 
 
 def test_promtool_check_rules():
-    # The rules promtool finds are the rules written in the file (counted by yaml).
-    groups = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"]
-    written = sum(len(group["rules"]) for group in groups)
-    assert written >= 8      # pipeline and broker rules, the feed and surge alerts
-    assert f"SUCCESS: {written} rules found" in _promtool("check", "rules", "alerts.yml")
+    # As many as alerts.yml lists (8 since EntitystreamTrackedSurge).
+    assert f"SUCCESS: {len(rule_queries())} rules found" in _promtool(
+        "check", "rules", "alerts.yml")
 
 
 def test_promtool_rule_unit_tests_pass():
@@ -270,21 +276,25 @@ def check_counts(prometheus, topic, bootstrap, before, out, expected, late_menti
         [(DEFAULT_MODEL, pinned)]
 
 
+def _range_or_instant(prometheus, expr):
+    promql = grafana_to_promql(expr)
+    return promql, (prometheus.query_range(promql) if "$__range" not in expr else
+                    prometheus.query(promql))
+
+
 def check_dashboard_queries(prometheus, scraped):
     """Every dashboard query evaluates; one on metrics exported in the run returns data."""
     exported = {name for name, _ in scraped} | {"up"}
     failures, not_exercised = [], set()
     for title, ref, expr in dashboard_queries():
-        promql = grafana_to_promql(expr)
-        answer = prometheus.query_range(promql) if "$__range" not in expr else \
-            prometheus.query(promql)
+        promql, answer = _range_or_instant(prometheus, expr)
         if answer.get("status") != "success":
             failures.append(f"{title} {ref}: {answer.get('error')} in {promql}")
             continue
         absent = metric_names(expr) - exported
         if absent:
             not_exercised |= absent
-        elif not answer["data"]["result"]:
+        elif ref != "annotation" and not answer["data"]["result"]:  # a mark only on a surge
             failures.append(f"{title} {ref}: no data for {promql}")
     assert not failures, "\n".join(failures)
     assert not_exercised <= MAY_BE_ABSENT, not_exercised - MAY_BE_ABSENT
@@ -304,3 +314,103 @@ def check_alert_rules(prometheus):
     # The pipeline is up and fed: the down and no-input alerts are not firing.
     firing = {r["name"] for r in rules if r["state"] == "firing"}
     assert not firing & {"EntitystreamDown", "EntitystreamNoInput"}
+
+
+# --- a dashboard generated for other tracked entities ---------------------
+
+UKRAINE_FILE = {"version": 1, "entities": [
+    {"id": "UKRAINE", "name": "Ukraine", "type": "GPE", "aliases": ["Ukraine"]},
+    {"id": "GRAIN", "name": "Grain", "type": "PRODUCT", "aliases": ["grain"]},
+    {"id": "PORT", "name": "Port", "type": "FAC", "aliases": ["port"]}]}
+TUPLE = ("GRAIN", "PORT", "UKRAINE")
+SUBJECT = "GRAIN x PORT x UKRAINE"  # the surge and window gauges' label (pipeline/surges.py)
+HOUR_MS = 3_600_000
+START_MS = 1_709_251_200_000  # 2024-03-01 00:00 UTC
+WIRE = ("Ukraine loaded grain onto ships at the port of Odesa on Tuesday as exports resumed "
+        "after a long pause in the Black Sea.")
+
+
+def _article(i, hour, source, body):
+    return {"id": f"ua-{i}", "source": source, "url": f"https://example.org/ua-{i}",
+            "title": "Shipping news", "body": body, "language": "en",
+            "published_at": START_MS + hour * HOUR_MS + 60_000 * i}
+
+
+# Hours 0-6: one article an hour naming Ukraine once (no grain, no port): the
+# tuple's share is 0 in each. Hour 7: three articles holding all three, two of
+# them one wire story from two outlets, the third another story from a third.
+BASELINE = [_article(h, h, "Kyiv Daily", f"Officials in Ukraine met on day {h} to discuss the "
+                     "budget for the coming year and several reforms.") for h in range(7)]
+BURST = [_article(7, 7, "Wire A", WIRE), _article(8, 7, "Outlet B", WIRE),
+         _article(9, 7, "Outlet C", "Farmers in Ukraine said grain prices rose sharply this "
+                  "week while a new port terminal near Izmail opened for barges carrying corn "
+                  "and sunflower oil.")]
+
+
+def test_a_dashboard_generated_for_other_tracked_entities_selects_what_the_pipeline_exports(
+        bootstrap, topic, tmp_path, prometheus):
+    tracked = tmp_path / "ukraine.json"
+    tracked.write_text(json.dumps(UKRAINE_FILE))
+    dash = build_dashboard(load_tracked_entities(tracked), [TUPLE])
+    metrics.serve(prometheus.target_port)
+    settings = Settings(topic=topic, output_dir=str(tmp_path / "out"), bootstrap_servers=bootstrap,
+                        runner="direct", bounded=True, group_id=f"g-{topic}", metrics_port=0,
+                        rules_only=True, sliding_window_seconds=0, tracked_entities=str(tracked),
+                        tracked_tuples=(TUPLE,))
+    # Run 1: hours 0-6. Hour 6 is scored (6 earlier windows): no surge, the
+    # counter is there at 0 for Prometheus to see before the burst.
+    publish(BASELINE, bootstrap_servers=bootstrap, topic=topic)
+    start(settings).wait_until_finish()
+    _wait_for(lambda: prometheus.value(f'entitystream_surges_total{{subject="{SUBJECT}"}}') == 0,
+              30, "Prometheus scraping the tuple's surge counter at 0")
+    # Run 2 (resumes from the checkpoint and committed offsets): hour 7, the burst.
+    publish(BURST, bootstrap_servers=bootstrap, topic=topic)
+    start(settings).wait_until_finish()
+    _wait_for(lambda: prometheus.value(f'entitystream_surges_total{{subject="{SUBJECT}"}}') == 1,
+              30, "Prometheus scraping the tuple's surge")
+    time.sleep(2)  # a few scrapes at the new values
+
+    rows, current = {}, None
+    for panel in dash["panels"]:
+        if panel["type"] == "row":
+            current = rows.setdefault(panel["title"], {})
+        else:
+            current[panel["title"]] = [t["expr"] for t in panel["targets"]]
+    tracked_rows = {title: row for title, row in rows.items()
+                    if title.startswith(("Tracked entity: ", "Tracked tuple: "))}
+    assert list(tracked_rows) == ["Tracked entity: Ukraine", "Tracked entity: Grain",
+                                  "Tracked entity: Port", "Tracked tuple: Ukraine x Grain x Port"]
+    latest = {}
+    for row in tracked_rows.values():
+        for title, exprs in row.items():
+            for ref, expr in zip("ABC", exprs):
+                promql, answer = _range_or_instant(prometheus, expr)
+                assert answer["status"] == "success", (title, ref, promql, answer)
+                result = answer["data"]["result"]
+                assert result, f"{title} {ref}: no series for {promql}"
+                latest[title, ref] = {r["metric"].get("entity", ""): float(r["values"][-1][1])
+                                      for r in result}
+
+    # By hand: UKRAINE named once in each of the 10 articles, grain and port once
+    # in each burst article; the tuple in the 3 burst articles.
+    assert latest["Ukraine: mentions", "A"] == {"": 10}
+    assert latest["Grain: mentions", "A"] == latest["Port: mentions", "A"] == {"": 3}
+    tuple_name = "Ukraine x Grain x Port"
+    assert latest[f"{tuple_name}: articles", "A"] == {"": 3}
+    assert latest[f"{tuple_name}: articles", "B"] == {"GRAIN": 3, "PORT": 3, "UKRAINE": 10}
+    # The latest closed window is hour 7: 3 articles, 2 stories (the wire copy is
+    # one story), 3 outlets; for the tuple and for each of its members.
+    for name in ("Ukraine", "Grain", "Port", tuple_name):
+        window = [latest[f"{name}: articles, stories, outlets", r][""] for r in "ABC"]
+        assert window == [3, 2, 3], name
+    # Surge score of the tuple in hour 7: share 3/3 against 7 windows of share
+    # 0 (MAD 0, the 0.005 floor): 0.6745 * 1 / 0.005 = 134.9. Ukraine's share is
+    # 1 in every window: score 0.
+    assert round(latest[f"{tuple_name}: surge score", "A"][""], 1) == 134.9
+    assert latest["Ukraine: surge score", "A"] == {"": 0}
+    # The surge annotation marks the tuple and its two new members, not Ukraine.
+    (annotation,) = dash["annotations"]["list"]
+    answer = prometheus.query_range(annotation["expr"])
+    assert answer["status"] == "success", answer
+    assert {r["metric"]["subject"] for r in answer["data"]["result"]} == {SUBJECT, "GRAIN",
+                                                                          "PORT"}

@@ -106,3 +106,42 @@ def test_baseline_is_bounded_and_survives_a_pickle():
 def test_bad_settings_are_refused(kw):
     with pytest.raises(ValueError):
         detector(**kw)
+
+
+def _sample(name, subject):
+    from prometheus_client import REGISTRY
+    return REGISTRY.get_sample_value(name, {"subject": subject})
+
+
+def test_window_gauges_follow_the_newest_closed_window_and_the_counter_starts_at_zero():
+    # Subjects no other test uses, so that the process-wide registry holds only these.
+    pair = ("ALPHA", "BETA")
+    d = SurgeDetector(entity_ids=["ALPHA"], tuples=[pair], baseline_windows=4, min_history=3)
+
+    def window(i, alpha, pair_record):
+        args = (i * H, (i + 1) * H, "ON_TIME", 0, True, 0)
+        entities = ({"entity_id": "ALPHA", "articles": alpha[0], "stories": alpha[1],
+                     "outlets": alpha[2]},)
+        cooc = (pair_record,) if pair_record else ()
+        cooc += ({"scope": "sentence", "entities": list(pair), "tracked": True,
+                  "articles": 99, "stories": 99, "outlets": 99},)   # not the article scope
+        return [WindowPane("entity_counts", *args, entities, 10),
+                WindowPane("cooccurrence", *args, cooc, 10)]
+
+    def gauges(subject):
+        return tuple(_sample(f"entitystream_tracked_window_{f}", subject)
+                     for f in ("articles", "stories", "outlets"))
+    held = {"scope": "article", "entities": list(pair), "tracked": True, "articles": 2,
+            "stories": 1, "outlets": 2}
+    surge_panes(d, window(0, (5, 3, 4), held), 0)
+    assert gauges("ALPHA") == (5, 3, 4) and gauges("ALPHA x BETA") == (2, 1, 2)
+    assert _sample("entitystream_surges_total", "ALPHA x BETA") is None  # not scored yet
+    surge_panes(d, window(1, (1, 1, 1), None), 0)   # the pair absent: 0, not the last value
+    assert gauges("ALPHA") == (1, 1, 1) and gauges("ALPHA x BETA") == (0, 0, 0)
+    surge_panes(d, window(0, (9, 9, 9), held), 0)   # an older window again: no change
+    assert gauges("ALPHA") == (1, 1, 1)
+    for i in (2, 3):
+        surge_panes(d, window(i, (1, 1, 1), None), 0)
+    # Window 3 is the first scored (3 earlier windows): no surge, the counter exists at 0,
+    # so that Prometheus's increase() sees the first surge when it comes.
+    assert _sample("entitystream_surges_total", "ALPHA x BETA") == 0.0
