@@ -8,18 +8,28 @@ one hour of the Reuters slice, after enough hours for a baseline. Reuters
 1987 never holds the tuple, so every other window's share is 0 and the
 burst's is 5 / (that hour's articles): far above (pipeline/surges.py).
 Rules-only extraction with the shipped tracked entities keeps it quick.
+
+``--surges-topic``: the same surges reach a Kafka topic, each record once in
+an uninterrupted run (Prism, bounded), exactly the records of the Avro
+surge files. After ``kill -9`` and a restart, the surges of windows closed
+since the last checkpoint are published again (at-least-once, the same key
+and fields but ``emitted_at``): the latest message of each key is exactly
+the Avro files' record (docs/stories.md "Surges on a Kafka topic").
 """
 import datetime as dt
 import pathlib
 
 import pytest
+from kafka import KafkaConsumer
 
+from connectors.aggregates_topic import decode_message
+from connectors.avro_files import read_records
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output
 from pipeline.run import start
 from pipeline.settings import Settings
 
-pytestmark = [pytest.mark.broker, pytest.mark.spacy, pytest.mark.slow]
+pytestmark = [pytest.mark.broker, pytest.mark.prism, pytest.mark.spacy, pytest.mark.slow]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REUTERS = ROOT.parent / "shared" / "corpora" / "reuters21578"
@@ -32,7 +42,9 @@ def _ms(text):
         tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
-def test_an_injected_burst_is_flagged_in_its_window_only(bootstrap, topic, tmp_path):
+def burst_slice():
+    """``(reuters, burst, burst_hour)``: 600 Reuters articles and the five seed
+    articles published in one hour two thirds of the way in."""
     if not REUTERS.is_dir():
         pytest.skip(f"Reuters-21578 not found at {REUTERS} (../shared/corpora)")
     reuters = sorted(read_articles([REUTERS]), key=lambda a: a["published_at"])[:600]
@@ -42,10 +54,38 @@ def test_an_injected_burst_is_flagged_in_its_window_only(bootstrap, topic, tmp_p
     seeds = list(read_articles([ROOT / "seeds"]))
     burst = [dict(s, id=f"burst-{i}", published_at=burst_hour * H + 60_000 * (i + 1))
              for i, s in enumerate(seeds)]
+    return reuters, burst, burst_hour
+
+
+def surge_messages(bootstrap, surges_topic):
+    """Every message on ``surges_topic``: ``(key, record, Kafka timestamp ms)``."""
+    consumer = KafkaConsumer(surges_topic, bootstrap_servers=bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    try:
+        return [(m.key.decode(), decode_message(m.value, m.headers), m.timestamp)
+                for m in consumer]
+    finally:
+        consumer.close()
+
+
+def surge_files(out):
+    """The records of the Avro surge files, as read from them (times as datetimes)."""
+    return [record for _, record in read_records(out, "surges")]
+
+
+def _key(record):
+    start_ms = int(record["window_start"].timestamp() * 1000)
+    return f"surges/{start_ms}/{'+'.join(record['entities'])}"
+
+
+def test_an_injected_burst_is_flagged_in_its_window_only(bootstrap, topic, tmp_path):
+    reuters, burst, burst_hour = burst_slice()
+    hours = sorted({a["published_at"] // H for a in reuters})
     publish(reuters + burst, bootstrap_servers=bootstrap, topic=topic)
+    surges_topic = f"{topic}.surges"
     settings = Settings(topic=topic, output_dir=str(tmp_path), bootstrap_servers=bootstrap,
-                        runner="direct", bounded=True, group_id=f"g-{topic}", metrics_port=0,
-                        rules_only=True, sliding_window_seconds=0)
+                        runner="prism", bounded=True, group_id=f"g-{topic}", metrics_port=0,
+                        rules_only=True, sliding_window_seconds=0, surges_topic=surges_topic)
     start(settings).wait_until_finish()
     rows = inspect_output.load(tmp_path)
     surges = [r for r in rows if r["kind"] == "surges"]
@@ -59,5 +99,12 @@ def test_an_injected_burst_is_flagged_in_its_window_only(bootstrap, topic, tmp_p
     tuple_hours = {_ms(r["window_start"]) for r in rows if r["kind"] == "cooccurrence"
                    and r["tracked"] and r["scope"] == "article" and r["entities"] == TUPLE}
     assert tuple_hours == {burst_hour * H}
+    # The topic: each surge record once, exactly the files' records, keyed by
+    # window start and entities, stamped with the window's end.
+    messages, files = surge_messages(bootstrap, surges_topic), surge_files(tmp_path)
+    assert sorted(((k, r) for k, r, _ in messages), key=repr) == sorted(
+        ((_key(r), r) for r in files), key=repr)
+    assert f"surges/{burst_hour * H}/{'+'.join(TUPLE)}" in {k for k, _, _ in messages}
+    assert all(t == int(r["window_end"].timestamp() * 1000) for _, r, t in messages)
     print(f"\nsurges: {len(surges)} in {len(hours) + 1} hours ({len(tuple_surges)} of the "
           f"tuple); burst {s['articles']} of {s['total_articles']}, score {s['score']:.1f}")
