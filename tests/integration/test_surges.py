@@ -18,12 +18,13 @@ the Avro files' record (docs/stories.md "Surges on a Kafka topic").
 """
 import datetime as dt
 import pathlib
+import time
 
 import pytest
 from kafka import KafkaConsumer
 
 from connectors.aggregates_topic import decode_message
-from connectors.avro_files import read_records
+from connectors.avro_files import read_records, window_dir
 from connectors.replay import publish, read_articles
 from pipeline import inspect_output
 from pipeline.run import start
@@ -108,3 +109,69 @@ def test_an_injected_burst_is_flagged_in_its_window_only(bootstrap, topic, tmp_p
     assert all(t == int(r["window_end"].timestamp() * 1000) for _, r, t in messages)
     print(f"\nsurges: {len(surges)} in {len(hours) + 1} hours ({len(tuple_surges)} of the "
           f"tuple); burst {s['articles']} of {s['total_articles']}, score {s['score']:.1f}")
+
+
+def test_after_kill_9_a_surge_may_come_again_and_its_latest_message_is_the_files_record(
+        bootstrap, topic, tmp_path):
+    """At-least-once with a stable key, shown: the first run is killed as soon as
+    the burst's surge is on the topic, before its first checkpoint (every 60
+    s), so the restart closes that window again and publishes it again."""
+    from tests.integration.pipeline_process import PipelineProcess, wait_until
+    reuters, burst, burst_hour = burst_slice()
+    articles = reuters + burst
+    publish(articles, bootstrap_servers=bootstrap, topic=topic)
+    out, surges_topic = tmp_path / "out", f"{topic}.surges"
+    args = ["--topic", topic, "--output", out, "--bootstrap-servers", bootstrap,
+            "--group-id", f"g-{topic}", "--runner", "prism", "--rules-only",
+            "--sliding-window-seconds", 0, "--surges-topic", surges_topic,
+            "--checkpoint-interval-seconds", 60, "--early-firing-seconds", 1,
+            "--idle-timeout-seconds", 2]
+    burst_key = f"surges/{burst_hour * H}/{'+'.join(TUPLE)}"
+    seen = []   # (key, record) in topic order, read as they come
+    consumer = KafkaConsumer(surges_topic, bootstrap_servers=bootstrap,
+                             auto_offset_reset="earliest")
+
+    def read():
+        for batch in consumer.poll(timeout_ms=200).values():
+            seen.extend((m.key.decode(), decode_message(m.value, m.headers)) for m in batch)
+        return seen
+
+    try:
+        first = PipelineProcess(args, tmp_path / "first.log").start()
+        try:
+            wait_until(lambda: burst_key in {k for k, _ in read()}, 180,
+                       "the burst's surge on the topic", poll_s=0.05, proc=first)
+        finally:
+            first.kill()
+        # The premise: nothing was checkpointed, so the restart starts again.
+        assert not (out / "_checkpoint" / "aggregation.pickle").exists()
+        time.sleep(1)
+        before = {k for k, _ in read()}
+        last_hour = max(a["published_at"] // H for a in articles)
+        last_window = window_dir(out, "entity_counts", last_hour * H, (last_hour + 1) * H)
+
+        def settled():
+            keys = [k for k, _ in read()]
+            latest = dict(seen)   # a later message of a key replaces the earlier
+            files = {_key(r): r for r in surge_files(out)}
+            return (any(last_window.glob("pane-*-ON_TIME.avro"))
+                    and all(keys.count(k) == 2 for k in before) and latest == files)
+
+        second = PipelineProcess(args, tmp_path / "second.log").start()
+        try:
+            wait_until(settled, 180, "every surge published again and the latest of each key "
+                       "equal to the Avro files' record", poll_s=0.5, proc=second)
+        finally:
+            second.stop()
+        read()
+    finally:
+        consumer.close()
+    files = {_key(r): r for r in surge_files(out)}
+    assert dict(seen) == files and burst_key in files
+    keys = [k for k, _ in seen]
+    assert keys.count(burst_key) == 2 and all(keys.count(k) in (1, 2) for k in keys), keys
+    for k in set(keys):   # a message again: the same record but when it was emitted
+        copies = [dict(r, emitted_at=None) for key, r in seen if key == k]
+        assert all(c == copies[0] for c in copies), copies
+    print(f"\nsurges topic after kill -9: {len(seen)} messages, {len(files)} surge records, "
+          f"{len(before)} published before the kill, all again after it")
