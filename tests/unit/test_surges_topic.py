@@ -11,8 +11,8 @@ from connectors.aggregates_topic import (PublishSurges, _headers, _value, _windo
 from pipeline.settings import Settings, add_arguments, from_args
 
 # A surges record as the pane DoFn emits it (pipeline/surges.py), with the
-# pane fields pane_records adds; the numbers are those of the injected burst
-# of tests/integration/test_surges.py (5 of 25 articles, baseline 0).
+# pane fields pane_records adds, made by hand: 5 of 25 articles, share 0.2,
+# baseline 0, score 0.6745 * 0.2 / 0.005 = 26.98.
 SURGE = {"kind": "surges", "window_start": 544_489_200_000, "window_end": 544_492_800_000,
          "subject": "tuple", "entities": ["BRIDGE", "NORTH_KOREA", "RUSSIA"],
          "articles": 5, "total_articles": 25, "share": 0.2, "baseline": 0.0,
