@@ -106,6 +106,7 @@ def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: boo
                           settings.tracked_entities).types),
                       by_source=settings.by_source, surge_threshold=settings.surge_threshold,
                       surge_baseline_windows=settings.surge_baseline_windows,
+                      surge_top_pairs=settings.surge_top_pairs,
                       checkpoint=CheckpointFiles(settings.output_dir) if checkpointed else None,
                       checkpoint_interval_seconds=settings.checkpoint_interval_seconds or 5.0,
                       on_checkpoint=CommitOffsets(

@@ -86,16 +86,27 @@ def test_an_injected_burst_is_flagged_in_its_window_only(bootstrap, topic, tmp_p
     surges_topic = f"{topic}.surges"
     settings = Settings(topic=topic, output_dir=str(tmp_path), bootstrap_servers=bootstrap,
                         runner="prism", bounded=True, group_id=f"g-{topic}", metrics_port=0,
-                        rules_only=True, sliding_window_seconds=0, surges_topic=surges_topic)
+                        rules_only=True, sliding_window_seconds=0, surges_topic=surges_topic,
+                        surge_top_pairs=3)
     start(settings).wait_until_finish()
     rows = inspect_output.load(tmp_path)
     surges = [r for r in rows if r["kind"] == "surges"]
     tuple_surges = [r for r in surges if r["entities"] == TUPLE]
+    pair_surges = [r for r in surges if not r["tracked"]]
     assert [_ms(r["window_start"]) for r in tuple_surges] == [burst_hour * H], tuple_surges
     (s,) = tuple_surges
     in_hour = sum(1 for a in reuters + burst if a["published_at"] // H == burst_hour)
     assert (s["articles"], s["total_articles"]) == (5, in_hour)
     assert s["baseline"] == 0.0 and s["score"] >= s["threshold"]
+    # --surge-top-pairs 3: the burst hour's three largest pairs are the tuple's
+    # three pairs (each seed article holds all three entities), absent from the
+    # earlier tables (a bound of 0 there: tables never reduced), so each scores
+    # 0.6745 * (5 / in_hour) / 0.005; no other window has a pair surge.
+    assert sorted((_ms(r["window_start"]), r["entities"], r["articles"]) for r in pair_surges) \
+        == [(burst_hour * H, [a, b], 5) for a, b in
+            (("BRIDGE", "NORTH_KOREA"), ("BRIDGE", "RUSSIA"), ("NORTH_KOREA", "RUSSIA"))]
+    assert all(r["baseline"] == 0.0 and abs(r["score"] - 0.6745 * 5 / in_hour / 0.005) < 1e-9
+               for r in pair_surges)
     # The tuple's own windows: only the burst hour has it at all.
     tuple_hours = {_ms(r["window_start"]) for r in rows if r["kind"] == "cooccurrence"
                    and r["tracked"] and r["scope"] == "article" and r["entities"] == TUPLE}

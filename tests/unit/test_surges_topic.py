@@ -14,7 +14,7 @@ from pipeline.settings import Settings, add_arguments, from_args
 # pane fields pane_records adds, made by hand: 5 of 25 articles, share 0.2,
 # baseline 0, score 0.6745 * 0.2 / 0.005 = 26.98.
 SURGE = {"kind": "surges", "window_start": 544_489_200_000, "window_end": 544_492_800_000,
-         "subject": "tuple", "entities": ["BRIDGE", "NORTH_KOREA", "RUSSIA"],
+         "subject": "tuple", "tracked": True, "entities": ["BRIDGE", "NORTH_KOREA", "RUSSIA"],
          "articles": 5, "total_articles": 25, "share": 0.2, "baseline": 0.0,
          "spread": 0.005, "baseline_windows": 14, "score": 26.98, "threshold": 3.5,
          "pane_timing": "ON_TIME", "pane_index": 0, "is_final": True,
