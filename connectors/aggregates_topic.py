@@ -18,9 +18,9 @@ one message:
 ``PublishSurges`` puts only the ``surges`` records on a topic of their own
 (``--surges-topic``), encoded the same way, with the window's end as the
 message's Kafka timestamp. A surge record is emitted once per subject and
-window, so each is published once in a run; after a restart from a
-checkpoint, the surges of windows closed since that checkpoint are
-published again, with the same key and the same fields but ``emitted_at``
+window, so each is published once in a run; after a restart, the surges
+emitted since the checkpoint before the last one are published again,
+with the same key and the same fields but, at most, ``emitted_at``
 (at-least-once: a consumer keeps the latest message per key;
 docs/stories.md "Surges on a Kafka topic").
 """

@@ -11,10 +11,11 @@ Rules-only extraction with the shipped tracked entities keeps it quick.
 
 ``--surges-topic``: the same surges reach a Kafka topic, each record once in
 an uninterrupted run (Prism, bounded), exactly the records of the Avro
-surge files. After ``kill -9`` and a restart, the surges of windows closed
-since the last checkpoint are published again (at-least-once, the same key
-and fields but ``emitted_at``): the latest message of each key is exactly
-the Avro files' record (docs/stories.md "Surges on a Kafka topic").
+surge files (with ``--surge-top-pairs 3`` the burst hour's three pairs
+among them). After ``kill -9`` before the first checkpoint and a restart,
+the surges are published again (at-least-once, the same key and fields but
+``emitted_at``): the latest message of each key is exactly the Avro files'
+record (docs/stories.md "Surges on a Kafka topic").
 """
 import datetime as dt
 import pathlib
