@@ -93,9 +93,10 @@ class Settings:
             raise ValueError(f"allowed_lateness_seconds must be >= 0, got {self.allowed_lateness_seconds}")
         if self.surge_top_pairs < 0:
             raise ValueError(f"surge_top_pairs must be >= 0 (0: none), got {self.surge_top_pairs}")
-        if self.surges_topic and not self.surge_threshold:
-            raise ValueError(f"surges_topic {self.surges_topic!r} needs surges: surge_threshold "
-                             "is 0 (off); give a threshold > 0 or no surges topic")
+        if (self.surges_topic or self.surge_top_pairs) and not self.surge_threshold:
+            raise ValueError(f"surges_topic {self.surges_topic!r} and surge_top_pairs "
+                             f"{self.surge_top_pairs} need surges: surge_threshold is 0 (off); "
+                             "give a threshold > 0, or no surges topic and 0 top pairs")
 
     @property
     def dlq_topic(self) -> str:

@@ -61,3 +61,8 @@ def test_the_flag_sets_the_topic_and_needs_surges_on():
     assert from_args(parser.parse_args(["--bounded"])).surges_topic is None
     with pytest.raises(ValueError, match="surge_threshold is 0"):
         Settings(surges_topic="news.surges", surge_threshold=0)
+    with pytest.raises(ValueError, match="surge_threshold is 0"):
+        Settings(surge_top_pairs=5, surge_threshold=0)
+    with pytest.raises(ValueError, match="surge_top_pairs must be >= 0"):
+        Settings(surge_top_pairs=-1)
+    assert from_args(parser.parse_args(["--bounded", "--surge-top-pairs", "7"])).surge_top_pairs == 7
