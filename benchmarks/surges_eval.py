@@ -5,11 +5,14 @@ rules-only extraction with a tracked-entities file, then the window book
 (hourly tumbling windows) and the ``SurgeDetector`` exactly as the pane DoFn
 feeds it (``pipeline.surges.surge_panes`` on each closed window's ON_TIME
 panes), without Beam or Kafka. Reports, per tracked subject, how many windows
-were scored and flagged, and the alarm rate per 1,000 scored windows.
+were scored and flagged, and the alarm rate per 1,000 scored windows; with
+``--top-pairs N`` also how many (window, pair) surges the N largest pairs of
+each window gave, per 1,000 windows.
 
 Run::
 
     .venv/bin/python -m benchmarks.surges_eval [--tracked-entities FILE --tuple A,B,C]
+        [--top-pairs N]
 """
 import argparse
 import collections
@@ -42,15 +45,20 @@ class _Art:
         self.cooc = article_cooccurrence(found.mentions, 20, tuples)
 
 
-def alarm_rates(articles, tracked_entities, tuples, threshold=3.5, baseline_windows=24):
-    """``(scored, flagged)`` Counters by subject label over ``articles``."""
+TOP_PAIRS = "top pairs"  # the label of the pairs' flagged windows
+
+
+def alarm_rates(articles, tracked_entities, tuples, threshold=3.5, baseline_windows=24,
+                top_pairs=0):
+    """``(scored, flagged)`` Counters by subject label over ``articles``;
+    ``flagged[TOP_PAIRS]``: surges of the ``top_pairs`` largest pairs."""
     nlp = load_model(tracked_entities=tracked_entities and str(tracked_entities),
                      rules_only=True)
     ids = tuple(load_tracked_entities(tracked_entities).types)
     book = WindowBook(specs=(WindowSpec.tumbling(3600),), allowed_lateness_ms=0,
                       early_firing_ms=None, top_k_pairs=1000)
     detector = SurgeDetector(entity_ids=ids, tuples=tuples, threshold=threshold,
-                             baseline_windows=baseline_windows)
+                             baseline_windows=baseline_windows, top_pairs=top_pairs)
     clean = [Article(a["id"], a["source"], None, normalise_text(a["title"]),
                      normalise_text(a["body"]), a["published_at"], "en", "", 0, 0)
              for a in sorted(articles, key=lambda a: a["published_at"])]
@@ -67,7 +75,8 @@ def alarm_rates(articles, tracked_entities, tuples, threshold=3.5, baseline_wind
 
 def _count(detector, panes, scored, flagged):
     every = []
-    surge_panes(detector, panes, 0, every)
+    for pane in surge_panes(detector, panes, 0, every):
+        flagged[TOP_PAIRS] += sum(1 for r in pane.records if not r["tracked"])
     for s in every:
         scored[s.subject] += 1
         flagged[s.subject] += s.surge
@@ -79,6 +88,8 @@ def main(argv=None):
                         help="default: the shipped file (RUSSIA, NORTH_KOREA, BRIDGE)")
     parser.add_argument("--tuple", action="append", default=None, metavar="ID,ID,...")
     parser.add_argument("--threshold", type=float, default=3.5)
+    parser.add_argument("--top-pairs", type=int, default=0, metavar="N",
+                        help="also score the N largest pairs of each window (default 0)")
     args = parser.parse_args(argv)
     if not REUTERS.is_dir():
         print(f"Reuters-21578 not found at {REUTERS}", file=sys.stderr)
@@ -86,7 +97,9 @@ def main(argv=None):
     tuples = tuple(tuple(sorted(t.split(","))) for t in (args.tuple or
                                                          ["BRIDGE,NORTH_KOREA,RUSSIA"]))
     articles = list(read_articles([REUTERS]))
-    scored, flagged = alarm_rates(articles, args.tracked_entities, tuples, args.threshold)
+    scored, flagged = alarm_rates(articles, args.tracked_entities, tuples, args.threshold,
+                                  top_pairs=args.top_pairs)
+    pairs = flagged.pop(TOP_PAIRS, 0)
     print(f"{len(articles)} Reuters articles, hourly windows, threshold {args.threshold}")
     print("| subject | windows scored | flagged | per 1,000 |")
     print("|---|---|---|---|")
@@ -95,6 +108,10 @@ def main(argv=None):
         print(f"| {subject} | {n} | {f} | {1000 * f / n:.1f} |")
     n, f = sum(scored.values()), sum(flagged.values())
     print(f"| all | {n} | {f} | {1000 * f / n:.1f} |")
+    if args.top_pairs:
+        windows = max(scored.values())
+        print(f"top {args.top_pairs} pairs: {pairs} (window, pair) surges in {windows} scored "
+              f"windows: {1000 * pairs / windows:.1f} per 1,000 windows")
     return 0
 
 

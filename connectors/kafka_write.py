@@ -51,12 +51,13 @@ def _outage(exc):
 
 class _ProduceFn(beam.DoFn):
     def __init__(self, bootstrap_servers, topic, key_fn, value_fn, headers_fn, producer_config,
-                 max_outage_s=600.0):
+                 max_outage_s=600.0, timestamp_fn=None):
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._key_fn = key_fn
         self._value_fn = value_fn
         self._headers_fn = headers_fn
+        self._timestamp_fn = timestamp_fn
         self._config = dict(producer_config)
         self._max_outage = max_outage_s
         self._producer = None
@@ -106,7 +107,8 @@ class _ProduceFn(beam.DoFn):
         try:
             return self._get_producer().send(
                 self._topic, key=self._key_fn(element), value=self._value_fn(element),
-                headers=self._headers_fn(element) if self._headers_fn else None)
+                headers=self._headers_fn(element) if self._headers_fn else None,
+                timestamp_ms=self._timestamp_fn(element) if self._timestamp_fn else None)
         except (KafkaError, OSError) as exc:  # no broker (bootstrap, metadata): sent again
             if not _outage(exc):
                 raise
@@ -178,6 +180,8 @@ class WriteToKafka(beam.PTransform):
       key_fn: element -> key bytes or None (default: None).
       value_fn: element -> value bytes (default: ``json_value``).
       headers_fn: element -> list of ``(str, bytes)`` headers (default: none).
+      timestamp_fn: element -> the message's timestamp, epoch ms (default: none,
+        the producer's clock).
       producer_config: extra ``KafkaProducer`` settings, e.g. security options
         (``KafkaSecurity.client_config()``).
       max_outage_seconds: how long a bundle waits for Kafka to acknowledge its
@@ -191,7 +195,8 @@ class WriteToKafka(beam.PTransform):
     """
 
     def __init__(self, *, bootstrap_servers, topic, key_fn=None, value_fn=json_value,
-                 headers_fn=None, producer_config=None, max_outage_seconds=600.0):
+                 headers_fn=None, producer_config=None, max_outage_seconds=600.0,
+                 timestamp_fn=None):
         super().__init__()
         if not topic:
             raise ValueError("WriteToKafka needs a topic name")
@@ -199,7 +204,7 @@ class WriteToKafka(beam.PTransform):
             raise ValueError(f"max_outage_seconds must be > 0, got {max_outage_seconds}")
         self._args = (bootstrap_servers, topic, key_fn or (lambda _: None), value_fn,
                       headers_fn, tuple(sorted((producer_config or {}).items())),
-                      max_outage_seconds)
+                      max_outage_seconds, timestamp_fn)
 
     def expand(self, pcoll):
         return pcoll | "Produce" >> beam.ParDo(_ProduceFn(*self._args))

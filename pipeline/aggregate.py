@@ -465,6 +465,8 @@ class AggregateEntities(beam.PTransform):
         outlet, the tracked entities and tuples (default False).
       surge_threshold, surge_baseline_windows: surges of the tracked entities
         and tuples (``pipeline/surges.py``); ``surge_threshold=0``: none.
+      surge_top_pairs: also score each closed tumbling window's N largest
+        article-scope pairs, on the pair table's bounds (default 0: none).
       state_in_process: keep the open windows in this process (and the
         checkpoints) rather than in the runner's state (default False). Only
         for runners whose SDK worker runs in the launching process and fail
@@ -484,14 +486,16 @@ class AggregateEntities(beam.PTransform):
                  on_checkpoint=None, state_in_process=False, story_threshold=DEFAULT_THRESHOLD,
                  story_horizon_seconds=DEFAULT_HORIZON_SECONDS,
                  story_index_size=DEFAULT_MAX_ARTICLES, tracked_entity_ids=(),
-                 by_source=False, surge_threshold=3.5, surge_baseline_windows=24):
+                 by_source=False, surge_threshold=3.5, surge_baseline_windows=24,
+                 surge_top_pairs=0):
         super().__init__()
         self._by_source = tuple(sorted(tracked_entity_ids)) if by_source else None
         self._surges = None if not surge_threshold else dict(
             entity_ids=tuple(sorted(tracked_entity_ids)),
             tuples=tuple(tuple(sorted(t)) for t in tracked_tuples),
             threshold=surge_threshold, baseline_windows=surge_baseline_windows,
-            min_history=min(6, surge_baseline_windows))
+            min_history=min(6, surge_baseline_windows), top_pairs=surge_top_pairs,
+            top_k_pairs=top_k_pairs)
         if self._surges is not None:
             SurgeDetector(**self._surges)  # validated when the transform is built
         # Validated here, when the transform is built (0: stories off).

@@ -123,11 +123,11 @@ def _stories(saved, story_settings):
 
 
 def _surges(saved, surge_settings):
-    """The checkpoint's ``SurgeDetector`` when it scores the same subjects at
-    the same threshold; else a new one (the baselines start again)."""
+    """The checkpoint's ``SurgeDetector`` when it scores the same subjects (and
+    top pairs) at the same threshold; else a new one (the baselines start again)."""
     if surge_settings is None:
         return None
     fresh = SurgeDetector(**surge_settings)
-    if saved is None or (saved.subjects, saved.threshold) != (fresh.subjects, fresh.threshold):
+    if saved is None or saved.settings() != fresh.settings():
         return fresh
     return saved

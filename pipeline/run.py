@@ -5,6 +5,7 @@
     ReadArticles -> DecodeArticles -> NormaliseText -> SignStories -> ExtractEntities
       -> AggregateEntities -> WriteAggregates (Avro files per kind, window, pane)
                            -> PublishAggregates (optional: Avro on --aggregates-topic)
+                           -> PublishSurges (optional: the surges records on --surges-topic)
       AggregateEntities.late_articles -> WriteLateArticles
     DecodeArticles.dead_letters -> PublishDeadLetters (topic <topic>.dlq)
 
@@ -33,7 +34,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from connectors.aggregates_topic import PublishAggregates
+from connectors.aggregates_topic import PublishAggregates, PublishSurges
 from connectors.avro_files import WriteLateArticles, WriteWindowPanes
 from connectors.checkpoint_files import CheckpointFiles
 from connectors.kafka_offsets import CommitOffsets
@@ -105,6 +106,7 @@ def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: boo
                           settings.tracked_entities).types),
                       by_source=settings.by_source, surge_threshold=settings.surge_threshold,
                       surge_baseline_windows=settings.surge_baseline_windows,
+                      surge_top_pairs=settings.surge_top_pairs,
                       checkpoint=CheckpointFiles(settings.output_dir) if checkpointed else None,
                       checkpoint_interval_seconds=settings.checkpoint_interval_seconds or 5.0,
                       on_checkpoint=CommitOffsets(
@@ -118,6 +120,10 @@ def build(p, settings: Settings, bootstrap_servers: str, workers_in_process: boo
     if settings.aggregates_topic:
         aggregated.panes | "PublishAggregates" >> PublishAggregates(
             bootstrap_servers=bootstrap_servers, topic=settings.aggregates_topic,
+            producer_config=security)
+    if settings.surges_topic:
+        aggregated.panes | "PublishSurges" >> PublishSurges(
+            bootstrap_servers=bootstrap_servers, topic=settings.surges_topic,
             producer_config=security)
     written = aggregated.panes | "WriteAggregates" >> WriteWindowPanes(
         output_dir=settings.output_dir)
@@ -165,10 +171,10 @@ def start(settings: Settings, beam_args=()):
     quiet_logs.install()
     bootstrap = resolve_bootstrap(settings)
     check_connection(bootstrap, settings.kafka_security)
-    # The dead-letter topic exists from the start: operators can subscribe to
-    # it, and the first dead letter is not held up by topic auto-creation.
-    ensure_topic(bootstrap, settings.dlq_topic,
-                 client_config=settings.kafka_security.client_config())
+    # The dead-letter (and surges) topics exist from the start: operators can
+    # subscribe to them, and the first message is not held up by auto-creation.
+    for topic in filter(None, (settings.dlq_topic, settings.surges_topic)):
+        ensure_topic(bootstrap, topic, client_config=settings.kafka_security.client_config())
     runner, options = _runner_and_options(settings, list(beam_args))
     metrics.set_identity(**metrics.identity(settings.runner, settings.spacy_model))
     p = beam.Pipeline(runner=runner, options=options)

@@ -52,7 +52,9 @@ class Settings:
     by_source: bool = False  # source_counts: tracked entities and tuples per outlet
     surge_threshold: float = 3.5  # pipeline/surges.py; 0: no surges
     surge_baseline_windows: int = 24
+    surge_top_pairs: int = 0  # also score each window's N largest pairs; 0: none
     aggregates_topic: Optional[str] = None  # also publish aggregates as Avro to this topic
+    surges_topic: Optional[str] = None  # also publish the surges records as Avro to this topic
     spacy_model: str = DEFAULT_MODEL
     tracked_entities: Optional[str] = None  # tracked-entities JSON; None: the shipped one
     rules_only: bool = False  # only tracked entities, without the statistical NER
@@ -89,6 +91,12 @@ class Settings:
                              f">= 1, got {self.surge_threshold} and {self.surge_baseline_windows}")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"allowed_lateness_seconds must be >= 0, got {self.allowed_lateness_seconds}")
+        if self.surge_top_pairs < 0:
+            raise ValueError(f"surge_top_pairs must be >= 0 (0: none), got {self.surge_top_pairs}")
+        if (self.surges_topic or self.surge_top_pairs) and not self.surge_threshold:
+            raise ValueError(f"surges_topic {self.surges_topic!r} and surge_top_pairs "
+                             f"{self.surge_top_pairs} need surges: surge_threshold is 0 (off); "
+                             "give a threshold > 0, or no surges topic and 0 top pairs")
 
     @property
     def dlq_topic(self) -> str:
@@ -150,8 +158,16 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--surge-baseline-windows", type=int, default=d.surge_baseline_windows,
                         help="earlier tumbling windows a surge is scored against "
                              "(default %(default)s)")
+    parser.add_argument("--surge-top-pairs", type=int, default=d.surge_top_pairs, metavar="N",
+                        help="also score the N largest co-occurrence pairs (article scope) of "
+                             "each closed window, on the pair table's bounds "
+                             "(docs/stories.md); 0 for none (default %(default)s)")
     parser.add_argument("--aggregates-topic", default=None,
                         help="also publish every aggregate record as Avro binary to this topic")
+    parser.add_argument("--surges-topic", default=None,
+                        help="also publish each surges record as Avro binary to this topic "
+                             "(key: surges/<window start ms>/<entity ids>; Kafka timestamp: "
+                             "the window's end); created at start if missing")
     parser.add_argument("--checkpoint-interval-seconds", type=float,
                         default=d.checkpoint_interval_seconds,
                         help="save the aggregation's state under OUTPUT/_checkpoint at most this "
@@ -216,11 +232,13 @@ def from_args(args: argparse.Namespace) -> Settings:
         sliding_period_seconds=args.sliding_period_seconds,
         max_entities_per_article=args.max_entities_per_article, top_k_pairs=args.top_k_pairs,
         tracked_tuples=_tuples(args.tracked_tuple) if args.tracked_tuple else Settings.tracked_tuples,
-        aggregates_topic=args.aggregates_topic, story_threshold=args.story_threshold,
+        aggregates_topic=args.aggregates_topic, surges_topic=args.surges_topic,
+        story_threshold=args.story_threshold,
         story_horizon_seconds=args.story_horizon_seconds,
         story_index_size=args.story_index_size, by_source=args.by_source,
         surge_threshold=args.surge_threshold,
         surge_baseline_windows=args.surge_baseline_windows,
+        surge_top_pairs=args.surge_top_pairs,
         checkpoint_interval_seconds=args.checkpoint_interval_seconds,
         max_message_bytes=args.max_message_bytes, max_future_seconds=args.max_future_seconds,
         idle_timeout_seconds=args.idle_timeout_seconds, spacy_model=args.spacy_model,

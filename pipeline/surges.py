@@ -24,6 +24,21 @@ back, and score elements in arrival order. ``SurgeDetector`` is plain data in
 the aggregation's checkpointed state, fed in window order by the pane DoFn
 when a tumbling window's ON_TIME pane goes out, so a restart scores the same.
 
+**Top pairs** (``top_pairs`` N > 0, ``--surge-top-pairs``): the N largest
+article-scope co-occurrence pairs of each closed window (the pair table's
+order, tracked tuples left out) are scored too, on the bounds the
+Misra-Gries table publishes (``pipeline/heavy_hitters.py``): the window's
+share from ``articles_lower``, the baseline from what each earlier window
+allows at most, ``articles_upper`` where the pair was among that window's N
+largest, else that window's **bound for the pairs it did not keep**: the
+N-th pair's ``count_upper`` when it had more than N, else the table's own
+bound (the summary's error, 0 for a table never reduced, or the smallest
+``count_upper`` when ``top_k_pairs`` pairs were reported). So a pair not in
+an earlier table does not count as 0 there but as the most it can have had:
+a flagged pair's share is at least what it says and its baseline median at
+most. Pairs are not on the Prometheus gauge and counter (their labels would
+have no bound).
+
 ``SurgeDetector.observe(entity_pane, cooc_pane)`` returns the ``surges``
 records (``schemas/surge.avsc``) of that window and every subject's score.
 ``count_window`` sets the window gauges the dashboard's tracked rows show:
@@ -98,11 +113,18 @@ class SurgeDetector:
     Args (keyword-only): ``entity_ids`` (tracked entity ids), ``tuples``
     (tracked tuples, sorted ids), ``baseline_windows`` (default 24),
     ``min_history`` (default 6), ``threshold`` (3.5), ``min_articles`` (3),
-    ``min_spread`` (0.005: half a percentage point of the window's articles).
+    ``min_spread`` (0.005: half a percentage point of the window's articles),
+    ``top_pairs`` (default 0: none; N: also the N largest pairs of each
+    window) and ``top_k_pairs`` (the pair table's size, default 1000: its
+    bound for the pairs it did not report).
     """
 
     def __init__(self, *, entity_ids, tuples, baseline_windows=24, min_history=6,
-                 threshold=DEFAULT_THRESHOLD, min_articles=3, min_spread=0.005):
+                 threshold=DEFAULT_THRESHOLD, min_articles=3, min_spread=0.005, top_pairs=0,
+                 top_k_pairs=1000):
+        if top_pairs < 0 or top_k_pairs < 1:
+            raise ValueError(f"surges need top_pairs >= 0 (0: none) and top_k_pairs >= 1, got "
+                             f"{top_pairs} and {top_k_pairs}")
         if baseline_windows < 1 or not 1 <= min_history <= baseline_windows:
             raise ValueError(f"surges need baseline_windows >= 1 and 1 <= min_history <= "
                              f"baseline_windows, got {baseline_windows} and {min_history}")
@@ -118,6 +140,15 @@ class SurgeDetector:
         self.history: Dict[tuple, deque] = {s: deque(maxlen=baseline_windows)
                                             for s in self.subjects}
         self.last_window_end = None  # ms: the newest window observed (no window twice)
+        self.top_pairs, self.top_k_pairs = top_pairs, top_k_pairs
+        # The earlier windows' pair tables, as far as top pairs need them.
+        self.pair_history: deque = deque(maxlen=baseline_windows)
+
+    def settings(self):
+        """What a checkpoint's detector must share with this run's to be kept."""
+        top_pairs = getattr(self, "top_pairs", 0)   # 0 in checkpoints from before top pairs
+        return (self.subjects, self.threshold, top_pairs,
+                self.top_k_pairs if top_pairs else None)
 
     def observe(self, entity_pane, cooc_pane) -> Tuple[List[dict], List[Scored]]:
         """Score the window of ``entity_pane`` (its ``entity_counts`` pane) and
@@ -140,13 +171,52 @@ class SurgeDetector:
                 scored.append(Scored(_label(subject[1]), score, surge))
                 if surge:
                     records.append({
-                        "subject": subject[0], "entities": list(subject[1]),
+                        "subject": subject[0], "tracked": True, "entities": list(subject[1]),
                         "articles": articles, "total_articles": total, "share": share,
                         "baseline": median, "spread": spread,
                         "baseline_windows": len(history), "score": score,
                         "threshold": self.threshold})
             history.append(share)
+        if getattr(self, "top_pairs", 0):
+            records += self._score_pairs(cooc_pane, total)
         return records, scored
+
+    def _score_pairs(self, cooc_pane, total) -> List[dict]:
+        """The surges among the window's top pairs (module docstring), then
+        the window's table added to the pairs' baseline."""
+        rows = [r for r in (cooc_pane.records if cooc_pane is not None else ())
+                if not r["tracked"]]
+        pairs = [r for r in rows if r["scope"] == "article"]
+        tracked = {ids for _, ids in self.subjects}
+        top = [r for r in pairs if tuple(r["entities"]) not in tracked][:self.top_pairs]
+        records = []
+        for r in top if total and len(self.pair_history) >= self.min_history else ():
+            ids = tuple(r["entities"])
+            baseline = [seen.get(ids, bound) / earlier
+                        for earlier, bound, seen in self.pair_history]
+            share = r["articles_lower"] / total
+            score, median, spread = modified_z_score(share, baseline, self.min_spread)
+            if score >= self.threshold and r["articles_lower"] >= self.min_articles:
+                records.append({
+                    "subject": "tuple", "tracked": False, "entities": list(ids),
+                    "articles": r["articles_lower"], "total_articles": total, "share": share,
+                    "baseline": median, "spread": spread,
+                    "baseline_windows": len(baseline), "score": score,
+                    "threshold": self.threshold})
+        if total:
+            self.pair_history.append((total, self._unkept_bound(rows, pairs, top),
+                                      {tuple(r["entities"]): r["articles_upper"] for r in top}))
+        return records
+
+    def _unkept_bound(self, rows, pairs, top) -> int:
+        """The most articles a pair outside ``top`` can have had in the window."""
+        if len(pairs) > len(top) and top:   # ranked by count: below the N-th pair
+            return top[-1]["count_upper"]
+        if not rows:
+            return 0   # no pair (a table a reduction emptied claims none: 0 too)
+        if len(rows) >= self.top_k_pairs:   # the view was cut at top_k_pairs
+            return min(r["count_upper"] for r in rows)
+        return rows[0]["count_upper"] - rows[0]["count_lower"]   # the summary's error
 
 
 def count_scores(scored: List[Scored]):

@@ -40,14 +40,15 @@ def prism_bin():
 
 @pytest.fixture
 def topic(bootstrap):
-    """A fresh uuid-named topic, deleted (with its .dlq) after the test."""
+    """A fresh uuid-named topic, deleted (with its .dlq and any other
+    ``<topic>.<suffix>`` a test made) after the test."""
     name = f"test-{uuid.uuid4().hex[:10]}"
     yield name
     from kafka import KafkaAdminClient
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         existing = set(admin.list_topics())
-        doomed = [t for t in (name, f"{name}.dlq") if t in existing]
+        doomed = [t for t in existing if t == name or t.startswith(f"{name}.")]
         if doomed:
             admin.delete_topics(doomed)
     finally:

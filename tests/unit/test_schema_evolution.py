@@ -36,7 +36,29 @@ V2_COOCCURRENCE = dict(V1_COOCCURRENCE, count_lower=7, count_upper=9, articles_l
 
 def test_there_is_history_to_check():
     assert [p.name for p in HISTORY] == ["cooccurrence.v1.avsc", "cooccurrence.v2.avsc",
-                                         "entity_count.v1.avsc", "entity_count.v2.avsc"]
+                                         "entity_count.v1.avsc", "entity_count.v2.avsc",
+                                         "surge.v1.avsc"]
+
+
+# A surge of the tracked tuple as v1 wrote it (hand-made: 5 of 25 articles,
+# 0.6745 * 0.2 / 0.005 = 26.98).
+V1_SURGE = {"kind": "surges", "window_start": 0, "window_end": 3_600_000, "subject": "tuple",
+            "entities": ["BRIDGE", "NORTH_KOREA", "RUSSIA"], "articles": 5,
+            "total_articles": 25, "share": 0.2, "baseline": 0.0, "spread": 0.005,
+            "baseline_windows": 6, "score": 26.98, "threshold": 3.5, "pane_timing": "ON_TIME",
+            "pane_index": 0, "is_final": True, "emitted_at": 5}
+
+
+def test_v1_surges_read_with_the_current_schema_are_tracked():
+    (row,) = _roundtrip(_history("surge.v1.avsc"), load_schema("surge"), V1_SURGE)
+    assert row["tracked"] is True and row["articles"] == 5   # v1 had only tracked subjects
+
+
+def test_a_top_pair_surge_read_by_a_v1_reader_is_a_two_entity_tuple():
+    pair = dict(V1_SURGE, entities=["GPE:japan", "GPE:us"], tracked=False)
+    (row,) = _roundtrip(load_schema("surge"), _history("surge.v1.avsc"), pair)
+    assert "tracked" not in row and (row["subject"], row["entities"]) == (
+        "tuple", ["GPE:japan", "GPE:us"])
 
 
 def _history(name):

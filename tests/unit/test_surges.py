@@ -145,3 +145,84 @@ def test_window_gauges_follow_the_newest_closed_window_and_the_counter_starts_at
     # Window 3 is the first scored (3 earlier windows): no surge, the counter exists at 0,
     # so that Prometheus's increase() sees the first surge when it comes.
     assert _sample("entitystream_surges_total", "ALPHA x BETA") == 0.0
+
+
+# Top pairs (--surge-top-pairs): hand-made pair tables. Each pane holds the
+# tracked tuple's row (ignored here), a sentence-scope row, then article-scope
+# pairs in the table's order (by count); ``error`` is the summary's error
+# (count_upper - count_lower, the same for every pair of a window).
+AB, CD = ["A", "B"], ["C", "D"]
+
+
+def pair_panes(i, total, pairs, error=0, sentence=1):
+    args = (i * H, (i + 1) * H, "ON_TIME", 0, True, 0)
+    rows = [{"scope": "article", "entities": list(T), "tracked": True, "articles": 0}]
+    if sentence:
+        rows.append({"scope": "sentence", "entities": AB, "tracked": False, "count": sentence,
+                     "count_lower": sentence, "count_upper": sentence + error,
+                     "articles_lower": sentence, "articles_upper": sentence + error})
+    rows += [{"scope": "article", "entities": ids, "tracked": False, "count": n,
+              "count_lower": n, "count_upper": n + error, "articles_lower": n,
+              "articles_upper": n + error} for ids, n in pairs]
+    rows.sort(key=lambda r: (not r["tracked"], -r.get("count", 0)))
+    return [WindowPane("entity_counts", *args, (), total),
+            WindowPane("cooccurrence", *args, tuple(rows), total)]
+
+
+def pair_surges(d, hours):
+    return [[r for pane in surge_panes(d, p, 0) for r in pane.records] for p in hours]
+
+
+def test_a_top_pair_absent_from_the_earlier_top_counts_at_the_nth_pairs_bound():
+    quiet = [pair_panes(i, 100, [(AB, 10), (CD, 2)]) for i in range(3)]
+    burst = pair_panes(3, 100, [(CD, 20), (AB, 10)])
+    # N = 1: C+D was not among hours 0-2's top 1; what it can have had there is
+    # at most A+B's count_upper, 10: baseline 0.1, 0.1, 0.1 (MAD 0 -> 0.005);
+    # 0.6745 * (0.2 - 0.1) / 0.005 = 13.49.
+    *before, (record,) = pair_surges(detector(top_pairs=1), quiet + [burst])
+    assert before == [[], [], []]
+    assert (record["entities"], record["subject"], record["tracked"]) == (CD, "tuple", False)
+    assert (record["articles"], record["share"], record["baseline"]) == (20, 0.2, 0.1)
+    assert round(record["score"], 2) == 13.49
+    # N = 2: C+D was kept with articles_upper 2: baseline 0.02;
+    # 0.6745 * 0.18 / 0.005 = 24.282. A+B: share 0.1, baseline 0.1: score 0.
+    *_, (record,) = pair_surges(detector(top_pairs=2), quiet + [burst])
+    assert (record["entities"], record["baseline"]) == (CD, 0.02)
+    assert round(record["score"], 3) == 24.282
+
+
+@pytest.mark.parametrize("error, top_k, score", [
+    (0, 1000, 6.745),   # a table never reduced: an absent pair had 0; 0.6745 * 0.05 / 0.005
+    (2, 1000, 4.047),   # the summary's error 2 bounds it: 0.6745 * (0.05 - 0.02) / 0.005
+    # The view cut at top_k 2 (A+B's article row 10 and sentence row 4): at most
+    # the smallest count_upper, 4: 0.6745 * (0.05 - 0.04) / 0.005 = 1.349 < 3.5.
+    (0, 2, None)])
+def test_a_pair_outside_a_short_table_counts_at_the_tables_bound(error, top_k, score):
+    sentence = 4 if top_k == 2 else 0
+    quiet = [pair_panes(i, 100, [(AB, 10)], error=error, sentence=sentence) for i in range(3)]
+    burst = pair_panes(3, 100, [(CD, 5), (AB, 4)])
+    found = pair_surges(detector(top_pairs=3, top_k_pairs=top_k), quiet + [burst])[-1]
+    if score is None:
+        assert found == []
+    else:
+        (record,) = found
+        assert record["entities"] == CD and round(record["score"], 3) == score
+
+
+def test_top_pairs_leave_the_tracked_subjects_and_need_min_articles():
+    # A 2-entity tracked tuple is scored as tracked, not again as a pair; and
+    # 2 articles (fewer than min_articles 3) is no surge whatever the share.
+    d = detector(tuples=[AB], top_pairs=2)
+    quiet = [pair_panes(i, 100, []) for i in range(3)]
+    burst = pair_panes(3, 10, [(AB, 9), (CD, 2)], sentence=0)
+    assert pair_surges(d, quiet + [burst])[-1] == []
+
+
+def test_a_checkpointed_detector_from_before_top_pairs_still_scores():
+    d = detector()
+    for name in ("top_pairs", "top_k_pairs", "pair_history"):
+        delattr(d, name)   # as unpickled from a checkpoint written before them
+    assert d.settings() == detector().settings() != detector(top_pairs=5).settings()
+    for i in range(3):
+        surge_panes(d, panes(i, 100), 0)
+    assert len(surge_panes(d, panes(3, 100, tuple_articles=8), 0)) == 1
