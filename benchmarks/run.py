@@ -13,7 +13,7 @@ Suites (``--suite``, repeatable; ``all`` is p1, p1b, p2, p3 and p4):
 - ``p1b``: the same pipeline with ``--ner-processes 2``, against the one-process bare row;
 - ``p2``: rules-only with the phrase-only tracked entities
   (``tests/fixtures/reuters_tracked_entities.json``), one and two NER processes,
-  and rules-only with the shipped tracked entities (BRIDGE by lemma), each
+  and rules-only with the shipped tracked entities (BRIDGE by word forms), each
   against its own bare row;
 - ``p3``: produce -> first pane latency at ``--rate`` for ``--seconds``
   (``benchmarks/latency.py``): full NER with two NER processes, and rules-only;
@@ -90,9 +90,9 @@ ROWS = {
                 _PHRASE, 1, "bare-rules"),
     "p2-2": Row("P2 end-to-end, rules-only, phrase tracked file, `--ner-processes 2`", "e2e",
                 True, _PHRASE, 2, "bare-rules"),
-    "bare-shipped": Row("bare `nlp.pipe`, rules-only, shipped tracked file (lemma), 1 process",
-                        "bare", True),
-    "p2-shipped": Row("P2 end-to-end, rules-only, shipped tracked file (lemma), "
+    "bare-shipped": Row("bare `nlp.pipe`, rules-only, shipped tracked file (word forms), "
+                        "1 process", "bare", True),
+    "p2-shipped": Row("P2 end-to-end, rules-only, shipped tracked file (word forms), "
                       "`--ner-processes 2`", "e2e", True, None, 2, "bare-shipped"),
     "p3": Row("P3 latency, full NER, `--ner-processes 2`", "latency", processes=2),
     "p3-rules": Row("P3 latency, rules-only, phrase tracked file (+RUSSIA), 1 process",

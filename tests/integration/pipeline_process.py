@@ -6,7 +6,8 @@ a new session, output to a log file; ``kill()`` sends SIGKILL to the whole
 session (the pipeline and its Prism runner, as a crash or the OOM killer
 would); ``stop()`` sends SIGTERM (a clean cancel). ``metrics()`` scrapes its
 /metrics endpoint. ``committed(bootstrap, group, topic)`` reads the group's
-committed offsets; ``wait_until(predicate)`` polls.
+committed offsets; ``wait_until(predicate)`` polls; ``stop_process(p)``
+ends a helper process a test started (SIGTERM, then SIGKILL).
 """
 import os
 import pathlib
@@ -22,7 +23,7 @@ from tests.scrape import free_port, scrape
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENTITYSTREAM = pathlib.Path(sys.executable).with_name("entitystream")
 
-__all__ = ["PipelineProcess", "committed", "wait_until"]
+__all__ = ["PipelineProcess", "committed", "stop_process", "wait_until"]
 
 
 class PipelineProcess:
@@ -101,3 +102,14 @@ def wait_until(predicate, timeout_s, what, poll_s=0.5, proc=None):
         time.sleep(poll_s)
     log = proc.log()[-4000:] if proc is not None else ""
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{log}")
+
+
+def stop_process(process, timeout_s=10):
+    """SIGTERM ``process`` (a ``subprocess.Popen``), SIGKILL it if it is still
+    there after ``timeout_s``, and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

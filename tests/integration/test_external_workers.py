@@ -27,6 +27,7 @@ from pipeline.metrics import BeamJobMetrics
 from pipeline.run import start
 from pipeline.settings import Settings
 from tests.integration.oracle import brute_force, describe, differences, final_rows, mentions_of
+from tests.integration.pipeline_process import stop_process
 from tests.scrape import free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.prism, pytest.mark.spacy, pytest.mark.slow]
@@ -58,11 +59,7 @@ def worker_pool(tmp_path_factory):
             assert pool.poll() is None and time.monotonic() < deadline, "worker pool did not start"
             time.sleep(0.2)
     yield port
-    pool.terminate()
-    try:
-        pool.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pool.kill()
+    stop_process(pool, timeout_s=20)
     log.close()
 
 
