@@ -192,6 +192,85 @@ def _arm_close(state, close):
         state.timers.close = True
 
 
+class _PaneRules:
+    """What ``_EmitPanesFn`` does with the state of one call, apart from
+    Beam's state and timer parameters: a new state, the checkpoint cadence,
+    the restore, counting an article and closing windows. The timers are
+    Beam's, passed in."""
+
+    def __init__(self, *, book_settings, story_settings, surge_settings, checkpointer,
+                 checkpoint_interval_s):
+        self._book_settings = dict(book_settings)
+        self._story_settings = None if story_settings is None else dict(story_settings)
+        self._surge_settings = None if surge_settings is None else dict(surge_settings)
+        self._early_ms = book_settings["early_firing_ms"]  # None: bounded, no processing time
+        self._checkpointer = checkpointer
+        self._interval_ms = int(checkpoint_interval_s * 1000)
+
+    @property
+    def checkpointing(self):
+        return self._checkpointer is not None
+
+    def new_state(self):
+        stories = (None if self._story_settings is None
+                   else StoryIndex(**self._story_settings))
+        surges = (None if self._surge_settings is None
+                  else SurgeDetector(**self._surge_settings))
+        return AggregationState(WindowBook(**self._book_settings), stories=stories, surges=surges)
+
+    def checkpoint(self, state, save, due=False, wait=False):
+        """Save when ``due`` or the interval has passed, else make sure the save timer is set."""
+        cp, now_s = self._checkpointer, time.monotonic()
+        if cp is not None and (due or cp.is_due(now_s)):
+            cp.save(state, now_s, wait=wait)
+        elif cp is not None and self._early_ms is not None and not state.timers.save:
+            save.set(_after_ms(self._interval_ms))
+            state.timers.save = True
+
+    def restore(self, store, cells, tick):
+        """A job's first call in this process: start from the latest checkpoint."""
+        restored = self._checkpointer.restore(self._book_settings, self._story_settings,
+                                              self._surge_settings)
+        if restored is None:
+            return []
+        state, outputs = restored
+        _set_tick(state, tick)
+        store.store(state, cells)
+        return outputs
+
+    def count(self, state, item, now_ms, firing, tick):
+        added, out = _book_article(state, item, now_ms)
+        if added is None:
+            return out
+        timers = state.timers
+        if added.target_ms is not None and (timers.next_tick is None
+                                            or added.target_ms < timers.next_tick):
+            tick.set(_at_ms(added.target_ms))  # only ever earlier here (PRISM-5)
+            timers.next_tick = added.target_ms
+        if self._early_ms is not None:
+            due = state.book.next_processing_time()
+            if now_ms >= due:  # from here, not only the timer (PRISM-8)
+                out += _emitted(state, state.book.dirty_panes(now_ms))
+            elif not timers.firing:
+                firing.set(Timestamp(micros=due * 1000))
+                timers.firing = True
+        return out
+
+    def close(self, state, through, tick, save):
+        """Panes of every boundary up to ``through``; re-arm the tick; when every
+        window has closed (the end of a bounded input), checkpoint and wait for
+        the commit."""
+        had_windows, now_ms = len(state.book) > 0, _now_ms()
+        panes = state.book.close_through(through, now_ms)
+        if state.surges is not None:
+            panes += surge_panes(state.surges, panes, now_ms)
+        out = _emitted(state, panes)
+        _set_tick(state, tick)
+        state.complete = had_windows and not len(state.book)
+        self.checkpoint(state, save, due=state.complete, wait=state.complete)
+        return out
+
+
 class _EmitPanesFn(beam.DoFn):
     """(key, _Input) -> WindowPane, plus ``late_articles`` dicts: elements and
     timers mapped onto the ``WindowBook`` (module docstring)."""
@@ -210,13 +289,11 @@ class _EmitPanesFn(beam.DoFn):
 
     def __init__(self, *, book_settings, store, checkpointer=None, checkpoint_interval_s=5.0,
                  story_settings=None, surge_settings=None):
-        self._book_settings = dict(book_settings)
-        self._surge_settings = None if surge_settings is None else dict(surge_settings)
-        self._story_settings = None if story_settings is None else dict(story_settings)
-        self._early_ms = book_settings["early_firing_ms"]  # None: bounded, no processing time
+        self._rules = _PaneRules(book_settings=book_settings, story_settings=story_settings,
+                                 surge_settings=surge_settings, checkpointer=checkpointer,
+                                 checkpoint_interval_s=checkpoint_interval_s)
+        self._live_feed = book_settings["early_firing_ms"] is not None
         self._store = store
-        self._checkpointer = checkpointer
-        self._interval_ms = int(checkpoint_interval_s * 1000)
 
     def teardown(self):
         self._store.drop()
@@ -225,36 +302,9 @@ class _EmitPanesFn(beam.DoFn):
     def _session(self, cells):
         """The state for one call, stored back when the call succeeds."""
         with self._store.bundle():
-            state = self._store.load(cells, self._new_state)
+            state = self._store.load(cells, self._rules.new_state)
             yield state
             self._store.store(state, cells)
-
-    def _new_state(self):
-        stories = (None if self._story_settings is None
-                   else StoryIndex(**self._story_settings))
-        surges = (None if self._surge_settings is None
-                  else SurgeDetector(**self._surge_settings))
-        return AggregationState(WindowBook(**self._book_settings), stories=stories, surges=surges)
-
-    def _checkpoint(self, state, save, due=False, wait=False):
-        """Save when ``due`` or the interval has passed, else make sure the save timer is set."""
-        cp, now_s = self._checkpointer, time.monotonic()
-        if cp is not None and (due or cp.is_due(now_s)):
-            cp.save(state, now_s, wait=wait)
-        elif cp is not None and self._early_ms is not None and not state.timers.save:
-            save.set(_after_ms(self._interval_ms))
-            state.timers.save = True
-
-    def _restore(self, cells, tick):
-        """A job's first call in this process: start from the latest checkpoint."""
-        restored = self._checkpointer.restore(self._book_settings, self._story_settings,
-                                              self._surge_settings)
-        if restored is None:
-            return []
-        state, outputs = restored
-        _set_tick(state, tick)
-        self._store.store(state, cells)
-        return outputs
 
     def process(self, keyed, version_cell=beam.DoFn.StateParam(VERSION),
                 header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
@@ -267,31 +317,13 @@ class _EmitPanesFn(beam.DoFn):
         item, out, now_ms = keyed[1], [], _now_ms()
         with self._store.bundle():
             live = self._store.live
-            if self._checkpointer is not None and not live.started and version_cell.read() is None:
-                out += self._restore(cells, tick)
+            if self._rules.checkpointing and not live.started and version_cell.read() is None:
+                out += self._rules.restore(self._store, cells, tick)
             live.started = True  # once per process and step (PRISM-3: old snapshots)
         with self._session(cells) as state:
-            out += self._count(state, item, now_ms, firing, tick)
-            self._checkpoint(state, save)
+            out += self._rules.count(state, item, now_ms, firing, tick)
+            self._rules.checkpoint(state, save)
         yield from out
-
-    def _count(self, state, item, now_ms, firing, tick):
-        added, out = _book_article(state, item, now_ms)
-        if added is None:
-            return out
-        timers = state.timers
-        if added.target_ms is not None and (timers.next_tick is None
-                                            or added.target_ms < timers.next_tick):
-            tick.set(_at_ms(added.target_ms))  # only ever earlier here (PRISM-5)
-            timers.next_tick = added.target_ms
-        if self._early_ms is not None:
-            due = state.book.next_processing_time()
-            if now_ms >= due:  # from here, not only the timer (PRISM-8)
-                out += _emitted(state, state.book.dirty_panes(now_ms))
-            elif not timers.firing:
-                firing.set(Timestamp(micros=due * 1000))
-                timers.firing = True
-        return out
 
     @userstate.on_timer(FIRING)
     def on_firing(self, version_cell=beam.DoFn.StateParam(VERSION),
@@ -315,7 +347,7 @@ class _EmitPanesFn(beam.DoFn):
         cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
         with self._session(cells) as state:
             state.timers.save = False
-            self._checkpoint(state, save, due=True)  # set an interval ago
+            self._rules.checkpoint(state, save, due=True)  # set an interval ago
 
     @userstate.on_timer(TICK)
     def on_tick(self, fired=beam.DoFn.TimestampParam,
@@ -330,7 +362,7 @@ class _EmitPanesFn(beam.DoFn):
         with self._session(cells) as state:
             # The watermark has reached `fired`: every boundary up to it has passed.
             through = max(state.book.closed_through, Timestamp.of(fired).micros // 1000 + 1)
-            action, timers = close_action(state, through, self._early_ms is not None), state.timers
+            action, timers = close_action(state, through, self._live_feed), state.timers
             if action == "defer":  # PRISM-7
                 timers.deferred_through = max(timers.deferred_through, through)
                 _arm_close(state, close)
@@ -339,7 +371,7 @@ class _EmitPanesFn(beam.DoFn):
                 tick.set(fired)
             else:
                 timers.close_retries = 0
-                out = self._close(state, through, tick, save)
+                out = self._rules.close(state, through, tick, save)
         yield from out
 
     @userstate.on_timer(CLOSE)
@@ -357,22 +389,9 @@ class _EmitPanesFn(beam.DoFn):
                 _arm_close(state, close)  # wait again while the gap stays open
             else:
                 through = max(state.book.closed_through, state.timers.deferred_through)
-                out = self._close(state, through, tick, save)
+                out = self._rules.close(state, through, tick, save)
         yield from out
 
-    def _close(self, state, through, tick, save):
-        """Panes of every boundary up to ``through``; re-arm the tick; when every
-        window has closed (the end of a bounded input), checkpoint and wait for
-        the commit."""
-        had_windows, now_ms = len(state.book) > 0, _now_ms()
-        panes = state.book.close_through(through, now_ms)
-        if state.surges is not None:
-            panes += surge_panes(state.surges, panes, now_ms)
-        out = _emitted(state, panes)
-        _set_tick(state, tick)
-        state.complete = had_windows and not len(state.book)
-        self._checkpoint(state, save, due=state.complete, wait=state.complete)
-        return out
 
 
 def _ordered(keyed, position, timestamp):
