@@ -10,17 +10,21 @@ state or, with ``state_in_process``, only in this process (the runner's
 state then holds just the version): a ``LiveCopy`` shared by the step's DoFn
 instances of the process through Beam's ``Shared``. In the runner's state it
 is laid out by ``RunnerLayout`` over a fixed set of cells (``Cells``): a
-small header (everything but the buckets and the pending outputs), the
-pending outputs as a bag (a bundle appends only what it emitted), the
-running family's bucket, and ``SHARDS`` cells holding the other families'
-buckets by bucket start; a bundle writes only the cells whose buckets
-changed, and after a load from the runner a shard cell is read only when a
-bucket in it is touched (``LazyBuckets``). Why: docs/architecture.md
+small header (everything but the buckets, the story index's entries and
+the pending outputs), the pending outputs as a bag (a bundle appends only
+what it emitted), the story index's entries as a bag (a bundle appends the
+articles it indexed; rewritten when most of it is forgotten), the running
+family's bucket, and ``SHARDS`` cells holding the other families' buckets
+by bucket start; a bundle writes only the cells whose buckets changed, and
+after a load from the runner a shard cell is read only when a bucket in it
+is touched (``LazyBuckets``). Every value is pickled when it is written
+(``_Frozen``, SDK-3). Why: docs/architecture.md
 "Runner state". Why each other piece is there is told once in
 docs/runner-notes.md, under the id each line cites.
 """
 import contextlib
 import dataclasses
+import pickle
 import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -93,13 +97,14 @@ def close_action(state: AggregationState, through: int, streaming: bool) -> str:
 
 class Cells(NamedTuple):
     """The pane DoFn's state cells for one call (declared in pipeline/aggregate.py):
-    ``version`` (an int), ``header``, ``pending`` (a bag), ``running`` and
-    ``shards`` (``SHARDS`` cells)."""
+    ``version`` (an int), ``header``, ``pending`` (a bag), ``running``,
+    ``shards`` (``SHARDS`` cells) and ``stories`` (a bag)."""
     version: object
     header: object
     pending: object
     running: object
     shards: tuple
+    stories: object
 
 
 def shard_of(family: str, bucket_ms: int, period_ms: Optional[int]):
@@ -109,17 +114,26 @@ def shard_of(family: str, bucket_ms: int, period_ms: Optional[int]):
     return "running" if family == RUNNING else (bucket_ms // period_ms) % SHARDS
 
 
-@dataclass
-class _Weighed(CacheAware):
-    """A cell's value, with a rough weight for Beam's state cache (SDK-1)."""
-    value: object
-    weight: int = 1
+STORIES_SLACK = 256  # story entries the bag may hold beyond twice the index before a rewrite
+
+
+class _Frozen(CacheAware):
+    """A cell's value, pickled when written: the SDK encodes a write only at
+    the bundle's commit, after the next bundle may have changed the live
+    objects (SDK-3). Its weight for Beam's state cache is its size (SDK-1)."""
+
+    def __init__(self, value):
+        self.data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    @property
+    def value(self):
+        return pickle.loads(self.data)
 
     def get_referents_for_cache(self):
         return []
 
     def __sizeof__(self):
-        return 4096 * self.weight
+        return 64 + len(self.data)
 
 
 class _ShardReader:
@@ -197,6 +211,15 @@ class _Written:
     pending: dict
     pending_refs: dict
     reader: Optional[_ShardReader] = None
+    stories: Optional["_StoriesWritten"] = None
+
+
+class _StoriesWritten(NamedTuple):
+    """The story index as last written: which one, its ``inserted`` count then,
+    and how many entries the bag holds."""
+    index: object
+    inserted: int
+    items: int
 
 
 class RunnerLayout:
@@ -219,9 +242,15 @@ class RunnerLayout:
                     for name, (spec, keys, windows) in snapshot["families"].items()}
         book = WindowBook.restore({**snapshot, "families": families}, **self._book_settings)
         pending = dict(item.value for item in cells.pending.read())
-        state = dataclasses.replace(saved, book=book, pending=pending)
+        stories, stories_written = saved.stories, None
+        if stories is not None:
+            entries = [item.value for item in cells.stories.read()]
+            stories = stories.with_entries(entries)
+            stories_written = _StoriesWritten(stories, stories.inserted, len(entries))
+        state = dataclasses.replace(saved, book=book, pending=pending, stories=stories)
         keys = {name: set(keys) for name, (_, keys, _) in snapshot["families"].items()}
-        return state, _Written(state, snapshot["seq"], keys, pending, dict(pending), reader)
+        return state, _Written(state, snapshot["seq"], keys, pending, dict(pending), reader,
+                               stories_written)
 
     def write(self, state, cells: Cells, written: Optional[_Written]) -> _Written:
         """Write the header, the new pending outputs and the bucket cells that
@@ -233,12 +262,31 @@ class RunnerLayout:
         header_book = {**snapshot, "families": {
             name: (spec, sorted(keys[name]), windows)
             for name, (spec, _, windows) in snapshot["families"].items()}}
-        header = dataclasses.replace(state, book=header_book, pending={})
-        cells.header.write(_Weighed(header, 1 + len(state.book)))
+        stories = None if state.stories is None else state.stories.without_entries()
+        header = dataclasses.replace(state, book=header_book, pending={}, stories=stories)
+        cells.header.write(_Frozen(header))
         self._write_pending(state.pending, cells.pending, written)
         self._write_buckets(snapshot["families"], keys, cells, written)
         return _Written(state, snapshot["seq"], keys, state.pending, dict(state.pending),
-                        None if written is None else written.reader)
+                        None if written is None else written.reader,
+                        self._write_stories(state.stories, cells.stories,
+                                            None if written is None else written.stories))
+
+    @staticmethod
+    def _write_stories(index, bag, written):
+        """Append the articles indexed since ``written``; rewrite the bag when
+        it holds more than twice what the index does (plus STORIES_SLACK)."""
+        if index is None:
+            return None
+        held = len(index.entries)
+        if written is None or written.index is not index or written.items > 2 * held + STORIES_SLACK:
+            bag.clear()
+            new, items = index.recent(held), 0
+        else:
+            new, items = index.recent(index.inserted - written.inserted), written.items
+        for item in new:
+            bag.add(_Frozen(item))
+        return _StoriesWritten(index, index.inserted, items + len(new))
 
     @staticmethod
     def _write_pending(pending, bag, written):
@@ -249,7 +297,7 @@ class RunnerLayout:
             refs = written.pending_refs
             new = [(k, v) for k, v in pending.items() if refs.get(k) is not v]
         for item in new:
-            bag.add(_Weighed(item))
+            bag.add(_Frozen(item))
 
     @staticmethod
     def _write_buckets(families, keys, cells, written):
@@ -271,7 +319,7 @@ class RunnerLayout:
         for d in sorted(dirty, key=str):
             cell = cells.running if d == "running" else cells.shards[d]
             if values[d]:
-                cell.write(_Weighed(values[d], 1 + len(values[d])))
+                cell.write(_Frozen(values[d]))
             else:
                 cell.clear()
 

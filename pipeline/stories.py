@@ -43,6 +43,8 @@ entry is about 2.5 KiB (1 KiB of signature, 85 band keys and ids).
 How the default threshold was chosen: ``benchmarks/stories_eval.py``, results
 in docs/stories.md.
 """
+import copy
+import itertools
 import re
 from typing import Dict, List, NamedTuple, Optional
 
@@ -145,6 +147,8 @@ class StoryIndex:
         self.tables: List[Dict[bytes, List[str]]] = [{} for _ in range(bands)]
         self.newest_ms: Optional[int] = None
 
+    inserted = 0  # articles indexed so far (0 in an index pickled before it was counted)
+
     def settings(self) -> tuple:
         return (self.threshold, self.horizon_ms, self.max_articles)
 
@@ -180,12 +184,42 @@ class StoryIndex:
                     best = rank if best is None or rank < best else best
         story_id = article_id if best is None else best[3]
         self.entries[article_id] = _Entry(published_ms, story_id, signature)
+        self.inserted += 1
         for table, key in zip(self.tables, keys):
             table.setdefault(key, []).append(article_id)
         if self.newest_ms is None or published_ms > self.newest_ms:
             self.newest_ms = published_ms
         self._evict()
         return story_id
+
+    def recent(self, count: int) -> list:
+        """The last ``count`` articles indexed that the index still holds, oldest
+        first, as ``(article_id, entry)``: what ``with_entries`` takes back.
+        (The index holds a suffix of the articles in the order indexed: it
+        forgets the oldest inserted first.)"""
+        newest = itertools.islice(reversed(self.entries.items()), min(count, len(self.entries)))
+        return list(newest)[::-1]
+
+    def without_entries(self) -> "StoryIndex":
+        """A copy with the settings, the newest time and the count of entries
+        held, but no entries (small: written where the entries are not)."""
+        shell = copy.copy(self)
+        shell.entries, shell.tables, shell.held = {}, [], len(self.entries)
+        return shell
+
+    def with_entries(self, items) -> "StoryIndex":
+        """The index again, from a ``without_entries`` copy and ``items``: the
+        entries of ``recent`` calls in the order indexed; only the last as
+        many as it held are kept (the earlier ones it had forgotten)."""
+        items = list(items)
+        index = copy.copy(self)
+        held = index.__dict__.pop("held")
+        index.entries, index.tables = {}, [{} for _ in range(self.bands)]
+        for article_id, entry in items[len(items) - held:] if held else []:
+            index.entries[article_id] = entry
+            for table, key in zip(index.tables, index._keys(entry.signature)):
+                table.setdefault(key, []).append(article_id)
+        return index
 
     def _evict(self):
         oldest = self.newest_ms - self.horizon_ms
