@@ -218,6 +218,10 @@ class _EmitPanesFn(beam.DoFn):
         self._store = store
         self._checkpointer = checkpointer
         self._interval_ms = int(checkpoint_interval_s * 1000)
+        self._token = None
+
+    def start_bundle(self):
+        self._token = object()  # which bundle stores (StateStore.bundle, SDK-3)
 
     def teardown(self):
         self._store.drop()
@@ -225,7 +229,7 @@ class _EmitPanesFn(beam.DoFn):
     @contextlib.contextmanager
     def _session(self, cells):
         """The state for one call, stored back when the call succeeds."""
-        with self._store.bundle():
+        with self._store.bundle(self._token):
             state = self._store.load(cells, self._new_state)
             yield state
             self._store.store(state, cells)
@@ -266,7 +270,7 @@ class _EmitPanesFn(beam.DoFn):
                 save=beam.DoFn.TimerParam(SAVE)):
         cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3), stories)
         item, out, now_ms = keyed[1], [], _now_ms()
-        with self._store.bundle():
+        with self._store.bundle(self._token):
             live = self._store.live
             if self._checkpointer is not None and not live.started and version_cell.read() is None:
                 out += self._restore(cells, tick)

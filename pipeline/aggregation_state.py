@@ -118,22 +118,49 @@ STORIES_SLACK = 256  # story entries the bag may hold beyond twice the index bef
 
 
 class _Frozen(CacheAware):
-    """A cell's value, pickled when written: the SDK encodes a write only at
-    the bundle's commit, after the next bundle may have changed the live
-    objects (SDK-3). Its weight for Beam's state cache is its size (SDK-1)."""
+    """A cell's value, pickled before anything can change it: the SDK encodes
+    a write only at the bundle's commit, after the next bundle may have
+    changed the live objects (SDK-3). Pickled by ``freeze()``, which
+    ``StateStore.bundle`` calls when another bundle takes the state, or at
+    the commit (under the state's lock); a value a later call of the same
+    bundle overwrites is never pickled. Its weight for Beam's state cache is
+    rough (SDK-1)."""
 
-    def __init__(self, value):
-        self.data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    def __init__(self, value, live=None, slot=None):
+        """``live``: the ``LiveCopy`` whose objects ``value`` shares (None: an
+        immutable value); ``slot``: the cell it is written to (a later write
+        there replaces it)."""
+        self._value, self._data, self._live = value, None, live
+        if live is not None:
+            live.unfrozen[id(self) if slot is None else slot] = self
+
+    def freeze(self) -> bytes:
+        if self._data is None:
+            self._data = pickle.dumps(self._value, pickle.HIGHEST_PROTOCOL)
+            self._value = None
+        return self._data
+
+    def _frozen(self) -> bytes:
+        if self._live is None:
+            return self.freeze()
+        with self._live.lock:
+            return self.freeze()
 
     @property
     def value(self):
-        return pickle.loads(self.data)
+        return pickle.loads(self._frozen())
+
+    def __getstate__(self):
+        return {"_data": self._frozen()}
+
+    def __setstate__(self, saved):
+        self._value, self._data, self._live = None, saved["_data"], None
 
     def get_referents_for_cache(self):
         return []
 
     def __sizeof__(self):
-        return 64 + len(self.data)
+        return 4096 if self._data is None else 64 + len(self._data)
 
 
 class _ShardReader:
@@ -252,9 +279,10 @@ class RunnerLayout:
         return state, _Written(state, snapshot["seq"], keys, pending, dict(pending), reader,
                                stories_written)
 
-    def write(self, state, cells: Cells, written: Optional[_Written]) -> _Written:
+    def write(self, state, cells: Cells, written: Optional[_Written], live) -> _Written:
         """Write the header, the new pending outputs and the bucket cells that
-        changed since ``written``; return the new bookkeeping."""
+        changed since ``written``; return the new bookkeeping. ``live``: the
+        ``LiveCopy`` whose objects the header and bucket values share."""
         if written is not None and written.state is not state:
             written = None
         snapshot = state.book.snapshot()
@@ -264,9 +292,9 @@ class RunnerLayout:
             for name, (spec, _, windows) in snapshot["families"].items()}}
         stories = None if state.stories is None else state.stories.without_entries()
         header = dataclasses.replace(state, book=header_book, pending={}, stories=stories)
-        cells.header.write(_Frozen(header))
+        cells.header.write(_Frozen(header, live, "header"))
         self._write_pending(state.pending, cells.pending, written)
-        self._write_buckets(snapshot["families"], keys, cells, written)
+        self._write_buckets(snapshot["families"], keys, cells, written, live)
         return _Written(state, snapshot["seq"], keys, state.pending, dict(state.pending),
                         None if written is None else written.reader,
                         self._write_stories(state.stories, cells.stories,
@@ -300,7 +328,7 @@ class RunnerLayout:
             bag.add(_Frozen(item))
 
     @staticmethod
-    def _write_buckets(families, keys, cells, written):
+    def _write_buckets(families, keys, cells, written, live):
         every = ["running", *range(SHARDS)]
         dirty = set(every) if written is None else set()
         for name, (spec, buckets, _) in families.items():
@@ -319,7 +347,7 @@ class RunnerLayout:
         for d in sorted(dirty, key=str):
             cell = cells.running if d == "running" else cells.shards[d]
             if values[d]:
-                cell.write(_Frozen(values[d]))
+                cell.write(_Frozen(values[d], live, d))
             else:
                 cell.clear()
 
@@ -333,11 +361,13 @@ class LiveCopy:
     bookkeeping of what the runner's cells hold."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # RLock: a commit in a call's thread freezes under it
         self.version = 0
         self.state = None
         self.started = False
         self.written = None
+        self.unfrozen = {}  # slot -> the _Frozen written there and not pickled yet
+        self.owner = None   # the bundle that stored last
 
 
 class StateStore:
@@ -367,9 +397,18 @@ class StateStore:
         return self._live
 
     @contextlib.contextmanager
-    def bundle(self):
-        """One bundle at a time works on the state in this process (PRISM-3)."""
-        with self._live.lock:
+    def bundle(self, token=None):
+        """One call at a time works on the state in this process (PRISM-3).
+        ``token``: the DoFn's current bundle; when another bundle stored last,
+        what it wrote is pickled first, before this one changes the objects
+        (SDK-3)."""
+        live = self._live
+        with live.lock:
+            if token is not live.owner:
+                for frozen in live.unfrozen.values():
+                    frozen.freeze()
+                live.unfrozen.clear()
+                live.owner = token
             yield
 
     def load(self, cells: Cells, new_state) -> AggregationState:
@@ -394,7 +433,7 @@ class StateStore:
 
     def store(self, state, cells: Cells):
         if not self.state_in_process:
-            self._live.written = self._layout.write(state, cells, self._live.written)
+            self._live.written = self._layout.write(state, cells, self._live.written, self._live)
         self._live.version += 1
         cells.version.write(self._live.version)
         self._live.state = state

@@ -278,14 +278,20 @@ def test_a_write_is_what_the_state_was_when_stored_not_at_the_commit():
     """SDK-3: the SDK encodes a write at the bundle's commit, when the next
     bundle (another thread) may already be changing the live state."""
     store, cells = store_for(), fake_cells()
-    state = store.load(cells, new_state)
-    add((10 * M, "a"))(state)
-    store.store(state, cells)
-    again = store.load(cells, new_state)            # the next bundle, before the commit
-    add((20 * M, "next bundle"))(again)
-    commit(cells)
+    with store.bundle("bundle 1"):
+        state = store.load(cells, new_state)
+        add((10 * M, "a"))(state)
+        store.store(state, cells)
+    with store.bundle("bundle 1"):                  # a later call of the same bundle
+        state = store.load(cells, new_state)
+        add((15 * M, "b"))(state)
+        store.store(state, cells)
+    with store.bundle("bundle 2"):                  # the next bundle, on another thread
+        again = store.load(cells, new_state)
+        add((20 * M, "next bundle"))(again)
+        commit(cells)                               # bundle 1's commit, meanwhile
     committed = store_for().load(cells, new_state)
-    assert committed.book.snapshot()["families"]["tumbling"][1][T0].ids == {"a"}
+    assert committed.book.snapshot()["families"]["tumbling"][1][T0].ids == {"a", "b"}
 
 
 def story_state(max_articles):
