@@ -43,7 +43,6 @@ entry is about 2.5 KiB (1 KiB of signature, 85 band keys and ids).
 How the default threshold was chosen: ``benchmarks/stories_eval.py``, results
 in docs/stories.md.
 """
-import copy
 import itertools
 import re
 from typing import Dict, List, NamedTuple, Optional
@@ -203,8 +202,8 @@ class StoryIndex:
     def without_entries(self) -> "StoryIndex":
         """A copy with the settings, the newest time and the count of entries
         held, but no entries (small: written where the entries are not)."""
-        shell = copy.copy(self)
-        shell.entries, shell.tables, shell.held = {}, [], len(self.entries)
+        shell = object.__new__(StoryIndex)
+        shell.__dict__.update(self.__dict__, entries={}, tables=[], held=len(self.entries))
         return shell
 
     def with_entries(self, items) -> "StoryIndex":
@@ -212,14 +211,41 @@ class StoryIndex:
         entries of ``recent`` calls in the order indexed; only the last as
         many as it held are kept (the earlier ones it had forgotten)."""
         items = list(items)
-        index = copy.copy(self)
+        index = object.__new__(StoryIndex)
+        index.__dict__.update(self.__dict__)
         held = index.__dict__.pop("held")
-        index.entries, index.tables = {}, [{} for _ in range(self.bands)]
-        for article_id, entry in items[len(items) - held:] if held else []:
-            index.entries[article_id] = entry
-            for table, key in zip(index.tables, index._keys(entry.signature)):
-                table.setdefault(key, []).append(article_id)
+        index._index(items[len(items) - held:] if held else [])
         return index
+
+    def _index(self, items):
+        """Hold ``items`` (``(article_id, entry)``, oldest first) and nothing else."""
+        self.entries, self.tables = {}, [{} for _ in range(self.bands)]
+        for article_id, entry in items:
+            self.entries[article_id] = entry
+            for table, key in zip(self.tables, self._keys(entry.signature)):
+                table.setdefault(key, []).append(article_id)
+
+    def __getstate__(self):
+        """Pickled as columns (ids, times, story ids, sizes, the signatures as
+        one bytes), without the LSH tables (rebuilt when unpickled): a
+        checkpoint holds the index, and a tuple per entry pickles slowly."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("entries", "tables")}
+        entries = self.entries.values()
+        state["columns"] = (list(self.entries), [e.published_ms for e in entries],
+                            [e.story_id for e in entries],
+                            [e.signature.shingles for e in entries],
+                            b"".join(e.signature.values for e in entries))
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        columns = state.pop("columns", None)
+        self.__dict__.update(state)
+        if columns is not None:  # (an index pickled before had its entries and tables)
+            ids, published, story_ids, sizes, values = columns
+            width = 4 * NUM_PERM
+            self._index((article_id, _Entry(published[i], story_ids[i], Signature(
+                sizes[i], values[i * width:(i + 1) * width]))) for i, article_id in enumerate(ids))
 
     def _evict(self):
         oldest = self.newest_ms - self.horizon_ms
