@@ -43,6 +43,7 @@ entry is about 2.5 KiB (1 KiB of signature, 85 band keys and ids).
 How the default threshold was chosen: ``benchmarks/stories_eval.py``, results
 in docs/stories.md.
 """
+import functools
 import itertools
 import re
 from typing import Dict, List, NamedTuple, Optional
@@ -108,6 +109,12 @@ def containment(a: Signature, b: Signature) -> float:
     return min(1.0, shared / min(a.shingles, b.shingles))
 
 
+@functools.lru_cache(maxsize=None)
+def _bands_and_rows():
+    """The LSH bands for CANDIDATE_JACCARD (datasketch's search: 40 ms CPU, once)."""
+    return _optimal_param(CANDIDATE_JACCARD, NUM_PERM, 0.5, 0.5)
+
+
 class _Entry(NamedTuple):
     published_ms: int
     story_id: str
@@ -139,7 +146,7 @@ class StoryIndex:
         self.threshold = threshold
         self.horizon_ms = horizon_ms
         self.max_articles = max_articles
-        bands, rows = _optimal_param(CANDIDATE_JACCARD, NUM_PERM, 0.5, 0.5)
+        bands, rows = _bands_and_rows()
         self.rows = rows
         self.bands = bands
         self.entries: Dict[str, _Entry] = {}  # insertion order: the oldest first
