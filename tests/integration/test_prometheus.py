@@ -76,7 +76,11 @@ def test_promtool_check_config(config):
 
 
 def test_promtool_check_rules():
-    assert "SUCCESS: 7 rules found" in _promtool("check", "rules", "alerts.yml")
+    # The rules promtool finds are the rules written in the file (counted by yaml).
+    groups = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"]
+    written = sum(len(group["rules"]) for group in groups)
+    assert written >= 8      # pipeline and broker rules, the feed and surge alerts
+    assert f"SUCCESS: {written} rules found" in _promtool("check", "rules", "alerts.yml")
 
 
 def test_promtool_rule_unit_tests_pass():
