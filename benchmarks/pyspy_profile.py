@@ -48,6 +48,7 @@ STAGES = (("connectors/kafka_read.py", "read (Kafka)"), ("connectors/kafka_progr
           ("pipeline/heavy_hitters.py", "aggregate"),
           ("pipeline/aggregation_state.py", "aggregate"),
           ("pipeline/checkpointer.py", "checkpoint"),
+          ("pipeline/stories.py", "stories (sign, index)"), ("pipeline/surges.py", "surges"),
           ("connectors/checkpoint_files.py", "checkpoint"),
           ("connectors/kafka_offsets.py", "commit offsets"),
           ("connectors/avro_files.py", "write Avro"), ("connectors/kafka_write.py", "dead letters"),
@@ -56,7 +57,7 @@ LIBRARIES = (("apache_beam/runners/worker", "Beam SDK worker (bundles, state, da
              ("apache_beam/coders", "Beam coders"), ("apache_beam", "Beam (other)"),
              ("grpc", "gRPC"), ("prometheus_client", "metrics"), ("spacy", "extract (spaCy)"),
              ("thinc", "extract (spaCy)"), ("kafka/", "read (Kafka)"),
-             ("fastavro", "write Avro"), ("concurrent/futures", "NER pool (IPC)"),
+             ("fastavro", "write Avro"), ("datasketch", "stories (sign, index)"), ("concurrent/futures", "NER pool (IPC)"),
              ("multiprocessing", "NER pool (IPC)"), ("pickle", "pickle"))
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*)\)$")
 

@@ -27,6 +27,12 @@ if str(ROOT) not in sys.path:
 def _parts(value):
     """Pickled bytes of each part of a state cell's value, when it has parts."""
     import pickle
+    value = getattr(value, "value", value)  # a cell's _Weighed wrapper
+    if hasattr(value, "book") and isinstance(value.book, dict):  # the header cell
+        out = {f"header {k}": len(pickle.dumps(getattr(value, k)))
+               for k in ("ledger", "timers", "stories", "surges")}
+        out["header book"] = len(pickle.dumps(value.book))
+        return out
     if hasattr(value, "book"):  # the whole AggregationState (one cell)
         snap = value.book.snapshot()
         out = {f"{k}": len(pickle.dumps(getattr(value, k))) for k in ("ledger", "pending", "timers")}

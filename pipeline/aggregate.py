@@ -282,6 +282,7 @@ class _EmitPanesFn(beam.DoFn):
     RUNNING = userstate.ReadModifyWriteStateSpec("running", coders.PickleCoder())
     S0, S1, S2, S3 = (userstate.ReadModifyWriteStateSpec(f"shard{i}", coders.PickleCoder())
                       for i in range(SHARDS))
+    STORIES = userstate.BagStateSpec("stories", coders.PickleCoder())
     FIRING = userstate.TimerSpec("firing", TimeDomain.REAL_TIME)
     TICK = userstate.TimerSpec("tick", TimeDomain.WATERMARK)
     SAVE = userstate.TimerSpec("checkpoint", TimeDomain.REAL_TIME)
@@ -294,6 +295,10 @@ class _EmitPanesFn(beam.DoFn):
                                  checkpoint_interval_s=checkpoint_interval_s)
         self._live_feed = book_settings["early_firing_ms"] is not None
         self._store = store
+        self._token = None
+
+    def start_bundle(self):
+        self._token = object()  # which bundle stores (StateStore.bundle, SDK-3)
 
     def teardown(self):
         self._store.drop()
@@ -301,7 +306,7 @@ class _EmitPanesFn(beam.DoFn):
     @contextlib.contextmanager
     def _session(self, cells):
         """The state for one call, stored back when the call succeeds."""
-        with self._store.bundle():
+        with self._store.bundle(self._token):
             state = self._store.load(cells, self._rules.new_state)
             yield state
             self._store.store(state, cells)
@@ -310,12 +315,12 @@ class _EmitPanesFn(beam.DoFn):
                 header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
                 running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
                 s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
-                s3=beam.DoFn.StateParam(S3),
+                s3=beam.DoFn.StateParam(S3), stories=beam.DoFn.StateParam(STORIES),
                 firing=beam.DoFn.TimerParam(FIRING), tick=beam.DoFn.TimerParam(TICK),
                 save=beam.DoFn.TimerParam(SAVE)):
-        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3), stories)
         item, out, now_ms = keyed[1], [], _now_ms()
-        with self._store.bundle():
+        with self._store.bundle(self._token):
             live = self._store.live
             if self._rules.checkpointing and not live.started and version_cell.read() is None:
                 out += self._rules.restore(self._store, cells, tick)
@@ -330,8 +335,8 @@ class _EmitPanesFn(beam.DoFn):
                   header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
                   running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
                   s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
-                  s3=beam.DoFn.StateParam(S3)):
-        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+                  s3=beam.DoFn.StateParam(S3), stories=beam.DoFn.StateParam(STORIES)):
+        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3), stories)
         with self._session(cells) as state:
             state.timers.firing = False
             out = _emitted(state, state.book.dirty_panes(_now_ms()))
@@ -342,9 +347,9 @@ class _EmitPanesFn(beam.DoFn):
                 header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
                 running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
                 s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
-                s3=beam.DoFn.StateParam(S3),
+                s3=beam.DoFn.StateParam(S3), stories=beam.DoFn.StateParam(STORIES),
                 save=beam.DoFn.TimerParam(SAVE)):
-        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        cells = Cells(version_cell, header, pending, running, (s0, s1, s2, s3), stories)
         with self._session(cells) as state:
             state.timers.save = False
             self._rules.checkpoint(state, save, due=True)  # set an interval ago
@@ -355,10 +360,10 @@ class _EmitPanesFn(beam.DoFn):
                 header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
                 running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
                 s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
-                s3=beam.DoFn.StateParam(S3),
+                s3=beam.DoFn.StateParam(S3), stories=beam.DoFn.StateParam(STORIES),
                 tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE),
                 close=beam.DoFn.TimerParam(CLOSE)):
-        out, cells = [], Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        out, cells = [], Cells(version_cell, header, pending, running, (s0, s1, s2, s3), stories)
         with self._session(cells) as state:
             # The watermark has reached `fired`: every boundary up to it has passed.
             through = max(state.book.closed_through, Timestamp.of(fired).micros // 1000 + 1)
@@ -379,10 +384,10 @@ class _EmitPanesFn(beam.DoFn):
                  header=beam.DoFn.StateParam(HEADER), pending=beam.DoFn.StateParam(PENDING),
                  running=beam.DoFn.StateParam(RUNNING), s0=beam.DoFn.StateParam(S0),
                  s1=beam.DoFn.StateParam(S1), s2=beam.DoFn.StateParam(S2),
-                 s3=beam.DoFn.StateParam(S3),
+                 s3=beam.DoFn.StateParam(S3), stories=beam.DoFn.StateParam(STORIES),
                  tick=beam.DoFn.TimerParam(TICK), save=beam.DoFn.TimerParam(SAVE),
                  close=beam.DoFn.TimerParam(CLOSE)):
-        out, cells = [], Cells(version_cell, header, pending, running, (s0, s1, s2, s3))
+        out, cells = [], Cells(version_cell, header, pending, running, (s0, s1, s2, s3), stories)
         with self._session(cells) as state:
             state.timers.close = False
             if state.ledger.has_gaps():

@@ -10,17 +10,21 @@ state or, with ``state_in_process``, only in this process (the runner's
 state then holds just the version): a ``LiveCopy`` shared by the step's DoFn
 instances of the process through Beam's ``Shared``. In the runner's state it
 is laid out by ``RunnerLayout`` over a fixed set of cells (``Cells``): a
-small header (everything but the buckets and the pending outputs), the
-pending outputs as a bag (a bundle appends only what it emitted), the
-running family's bucket, and ``SHARDS`` cells holding the other families'
-buckets by bucket start; a bundle writes only the cells whose buckets
-changed, and after a load from the runner a shard cell is read only when a
-bucket in it is touched (``LazyBuckets``). Why: docs/architecture.md
+small header (everything but the buckets, the story index's entries and
+the pending outputs), the pending outputs as a bag (a bundle appends only
+what it emitted), the story index's entries as a bag (a bundle appends the
+articles it indexed; rewritten when most of it is forgotten), the running
+family's bucket, and ``SHARDS`` cells holding the other families' buckets
+by bucket start; a bundle writes only the cells whose buckets changed, and
+after a load from the runner a shard cell is read only when a bucket in it
+is touched (``LazyBuckets``). Every value is pickled when it is written
+(``_Frozen``, SDK-3). Why: docs/architecture.md
 "Runner state". Why each other piece is there is told once in
 docs/runner-notes.md, under the id each line cites.
 """
 import contextlib
 import dataclasses
+import pickle
 import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -93,13 +97,14 @@ def close_action(state: AggregationState, through: int, streaming: bool) -> str:
 
 class Cells(NamedTuple):
     """The pane DoFn's state cells for one call (declared in pipeline/aggregate.py):
-    ``version`` (an int), ``header``, ``pending`` (a bag), ``running`` and
-    ``shards`` (``SHARDS`` cells)."""
+    ``version`` (an int), ``header``, ``pending`` (a bag), ``running``,
+    ``shards`` (``SHARDS`` cells) and ``stories`` (a bag)."""
     version: object
     header: object
     pending: object
     running: object
     shards: tuple
+    stories: object
 
 
 def shard_of(family: str, bucket_ms: int, period_ms: Optional[int]):
@@ -109,17 +114,53 @@ def shard_of(family: str, bucket_ms: int, period_ms: Optional[int]):
     return "running" if family == RUNNING else (bucket_ms // period_ms) % SHARDS
 
 
-@dataclass
-class _Weighed(CacheAware):
-    """A cell's value, with a rough weight for Beam's state cache (SDK-1)."""
-    value: object
-    weight: int = 1
+STORIES_SLACK = 256  # story entries the bag may hold beyond twice the index before a rewrite
+
+
+class _Frozen(CacheAware):
+    """A cell's value, pickled before anything can change it: the SDK encodes
+    a write only at the bundle's commit, after the next bundle may have
+    changed the live objects (SDK-3). Pickled by ``freeze()``, which
+    ``StateStore.bundle`` calls when another bundle takes the state, or at
+    the commit (under the state's lock); a value a later call of the same
+    bundle overwrites is never pickled. Its weight for Beam's state cache is
+    rough (SDK-1)."""
+
+    def __init__(self, value, live=None, slot=None):
+        """``live``: the ``LiveCopy`` whose objects ``value`` shares (None: an
+        immutable value); ``slot``: the cell it is written to (a later write
+        there replaces it)."""
+        self._value, self._data, self._live = value, None, live
+        if live is not None:
+            live.unfrozen[id(self) if slot is None else slot] = self
+
+    def freeze(self) -> bytes:
+        if self._data is None:
+            self._data = pickle.dumps(self._value, pickle.HIGHEST_PROTOCOL)
+            self._value = None
+        return self._data
+
+    def _frozen(self) -> bytes:
+        if self._live is None:
+            return self.freeze()
+        with self._live.lock:
+            return self.freeze()
+
+    @property
+    def value(self):
+        return pickle.loads(self._frozen())
+
+    def __getstate__(self):
+        return {"_data": self._frozen()}
+
+    def __setstate__(self, saved):
+        self._value, self._data, self._live = None, saved["_data"], None
 
     def get_referents_for_cache(self):
         return []
 
     def __sizeof__(self):
-        return 4096 * self.weight
+        return 4096 if self._data is None else 64 + len(self._data)
 
 
 class _ShardReader:
@@ -197,6 +238,15 @@ class _Written:
     pending: dict
     pending_refs: dict
     reader: Optional[_ShardReader] = None
+    stories: Optional["_StoriesWritten"] = None
+
+
+class _StoriesWritten(NamedTuple):
+    """The story index as last written: which one, its ``inserted`` count then,
+    and how many entries the bag holds."""
+    index: object
+    inserted: int
+    items: int
 
 
 class RunnerLayout:
@@ -219,13 +269,20 @@ class RunnerLayout:
                     for name, (spec, keys, windows) in snapshot["families"].items()}
         book = WindowBook.restore({**snapshot, "families": families}, **self._book_settings)
         pending = dict(item.value for item in cells.pending.read())
-        state = dataclasses.replace(saved, book=book, pending=pending)
+        stories, stories_written = saved.stories, None
+        if stories is not None:
+            entries = [item.value for item in cells.stories.read()]
+            stories = stories.with_entries(entries)
+            stories_written = _StoriesWritten(stories, stories.inserted, len(entries))
+        state = dataclasses.replace(saved, book=book, pending=pending, stories=stories)
         keys = {name: set(keys) for name, (_, keys, _) in snapshot["families"].items()}
-        return state, _Written(state, snapshot["seq"], keys, pending, dict(pending), reader)
+        return state, _Written(state, snapshot["seq"], keys, pending, dict(pending), reader,
+                               stories_written)
 
-    def write(self, state, cells: Cells, written: Optional[_Written]) -> _Written:
+    def write(self, state, cells: Cells, written: Optional[_Written], live) -> _Written:
         """Write the header, the new pending outputs and the bucket cells that
-        changed since ``written``; return the new bookkeeping."""
+        changed since ``written``; return the new bookkeeping. ``live``: the
+        ``LiveCopy`` whose objects the header and bucket values share."""
         if written is not None and written.state is not state:
             written = None
         snapshot = state.book.snapshot()
@@ -233,12 +290,31 @@ class RunnerLayout:
         header_book = {**snapshot, "families": {
             name: (spec, sorted(keys[name]), windows)
             for name, (spec, _, windows) in snapshot["families"].items()}}
-        header = dataclasses.replace(state, book=header_book, pending={})
-        cells.header.write(_Weighed(header, 1 + len(state.book)))
+        stories = None if state.stories is None else state.stories.without_entries()
+        header = dataclasses.replace(state, book=header_book, pending={}, stories=stories)
+        cells.header.write(_Frozen(header, live, "header"))
         self._write_pending(state.pending, cells.pending, written)
-        self._write_buckets(snapshot["families"], keys, cells, written)
+        self._write_buckets(snapshot["families"], keys, cells, written, live)
         return _Written(state, snapshot["seq"], keys, state.pending, dict(state.pending),
-                        None if written is None else written.reader)
+                        None if written is None else written.reader,
+                        self._write_stories(state.stories, cells.stories,
+                                            None if written is None else written.stories))
+
+    @staticmethod
+    def _write_stories(index, bag, written):
+        """Append the articles indexed since ``written``; rewrite the bag when
+        it holds more than twice what the index does (plus STORIES_SLACK)."""
+        if index is None:
+            return None
+        held = len(index.entries)
+        if written is None or written.index is not index or written.items > 2 * held + STORIES_SLACK:
+            bag.clear()
+            new, items = index.recent(held), 0
+        else:
+            new, items = index.recent(index.inserted - written.inserted), written.items
+        for item in new:
+            bag.add(_Frozen(item))
+        return _StoriesWritten(index, index.inserted, items + len(new))
 
     @staticmethod
     def _write_pending(pending, bag, written):
@@ -249,10 +325,10 @@ class RunnerLayout:
             refs = written.pending_refs
             new = [(k, v) for k, v in pending.items() if refs.get(k) is not v]
         for item in new:
-            bag.add(_Weighed(item))
+            bag.add(_Frozen(item))
 
     @staticmethod
-    def _write_buckets(families, keys, cells, written):
+    def _write_buckets(families, keys, cells, written, live):
         every = ["running", *range(SHARDS)]
         dirty = set(every) if written is None else set()
         for name, (spec, buckets, _) in families.items():
@@ -271,7 +347,7 @@ class RunnerLayout:
         for d in sorted(dirty, key=str):
             cell = cells.running if d == "running" else cells.shards[d]
             if values[d]:
-                cell.write(_Weighed(values[d], 1 + len(values[d])))
+                cell.write(_Frozen(values[d], live, d))
             else:
                 cell.clear()
 
@@ -285,11 +361,13 @@ class LiveCopy:
     bookkeeping of what the runner's cells hold."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # RLock: a commit in a call's thread freezes under it
         self.version = 0
         self.state = None
         self.started = False
         self.written = None
+        self.unfrozen = {}  # slot -> the _Frozen written there and not pickled yet
+        self.owner = None   # the bundle that stored last
 
 
 class StateStore:
@@ -319,9 +397,18 @@ class StateStore:
         return self._live
 
     @contextlib.contextmanager
-    def bundle(self):
-        """One bundle at a time works on the state in this process (PRISM-3)."""
-        with self._live.lock:
+    def bundle(self, token=None):
+        """One call at a time works on the state in this process (PRISM-3).
+        ``token``: the DoFn's current bundle; when another bundle stored last,
+        what it wrote is pickled first, before this one changes the objects
+        (SDK-3)."""
+        live = self._live
+        with live.lock:
+            if token is not live.owner:
+                for frozen in live.unfrozen.values():
+                    frozen.freeze()
+                live.unfrozen.clear()
+                live.owner = token
             yield
 
     def load(self, cells: Cells, new_state) -> AggregationState:
@@ -346,7 +433,7 @@ class StateStore:
 
     def store(self, state, cells: Cells):
         if not self.state_in_process:
-            self._live.written = self._layout.write(state, cells, self._live.written)
+            self._live.written = self._layout.write(state, cells, self._live.written, self._live)
         self._live.version += 1
         cells.version.write(self._live.version)
         self._live.state = state

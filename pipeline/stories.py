@@ -43,6 +43,8 @@ entry is about 2.5 KiB (1 KiB of signature, 85 band keys and ids).
 How the default threshold was chosen: ``benchmarks/stories_eval.py``, results
 in docs/stories.md.
 """
+import functools
+import itertools
 import re
 from typing import Dict, List, NamedTuple, Optional
 
@@ -107,6 +109,12 @@ def containment(a: Signature, b: Signature) -> float:
     return min(1.0, shared / min(a.shingles, b.shingles))
 
 
+@functools.lru_cache(maxsize=None)
+def _bands_and_rows():
+    """The LSH bands for CANDIDATE_JACCARD (datasketch's search: 40 ms CPU, once)."""
+    return _optimal_param(CANDIDATE_JACCARD, NUM_PERM, 0.5, 0.5)
+
+
 class _Entry(NamedTuple):
     published_ms: int
     story_id: str
@@ -138,12 +146,14 @@ class StoryIndex:
         self.threshold = threshold
         self.horizon_ms = horizon_ms
         self.max_articles = max_articles
-        bands, rows = _optimal_param(CANDIDATE_JACCARD, NUM_PERM, 0.5, 0.5)
+        bands, rows = _bands_and_rows()
         self.rows = rows
         self.bands = bands
         self.entries: Dict[str, _Entry] = {}  # insertion order: the oldest first
         self.tables: List[Dict[bytes, List[str]]] = [{} for _ in range(bands)]
         self.newest_ms: Optional[int] = None
+
+    inserted = 0  # articles indexed so far (0 in an index pickled before it was counted)
 
     def settings(self) -> tuple:
         return (self.threshold, self.horizon_ms, self.max_articles)
@@ -180,12 +190,69 @@ class StoryIndex:
                     best = rank if best is None or rank < best else best
         story_id = article_id if best is None else best[3]
         self.entries[article_id] = _Entry(published_ms, story_id, signature)
+        self.inserted += 1
         for table, key in zip(self.tables, keys):
             table.setdefault(key, []).append(article_id)
         if self.newest_ms is None or published_ms > self.newest_ms:
             self.newest_ms = published_ms
         self._evict()
         return story_id
+
+    def recent(self, count: int) -> list:
+        """The last ``count`` articles indexed that the index still holds, oldest
+        first, as ``(article_id, entry)``: what ``with_entries`` takes back.
+        (The index holds a suffix of the articles in the order indexed: it
+        forgets the oldest inserted first.)"""
+        newest = itertools.islice(reversed(self.entries.items()), min(count, len(self.entries)))
+        return list(newest)[::-1]
+
+    def without_entries(self) -> "StoryIndex":
+        """A copy with the settings, the newest time and the count of entries
+        held, but no entries (small: written where the entries are not)."""
+        shell = object.__new__(StoryIndex)
+        shell.__dict__.update(self.__dict__, entries={}, tables=[], held=len(self.entries))
+        return shell
+
+    def with_entries(self, items) -> "StoryIndex":
+        """The index again, from a ``without_entries`` copy and ``items``: the
+        entries of ``recent`` calls in the order indexed; only the last as
+        many as it held are kept (the earlier ones it had forgotten)."""
+        items = list(items)
+        index = object.__new__(StoryIndex)
+        index.__dict__.update(self.__dict__)
+        held = index.__dict__.pop("held")
+        index._index(items[len(items) - held:] if held else [])
+        return index
+
+    def _index(self, items):
+        """Hold ``items`` (``(article_id, entry)``, oldest first) and nothing else."""
+        self.entries, self.tables = {}, [{} for _ in range(self.bands)]
+        for article_id, entry in items:
+            self.entries[article_id] = entry
+            for table, key in zip(self.tables, self._keys(entry.signature)):
+                table.setdefault(key, []).append(article_id)
+
+    def __getstate__(self):
+        """Pickled as columns (ids, times, story ids, sizes, the signatures as
+        one bytes), without the LSH tables (rebuilt when unpickled): a
+        checkpoint holds the index, and a tuple per entry pickles slowly."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("entries", "tables")}
+        entries = self.entries.values()
+        state["columns"] = (list(self.entries), [e.published_ms for e in entries],
+                            [e.story_id for e in entries],
+                            [e.signature.shingles for e in entries],
+                            b"".join(e.signature.values for e in entries))
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        columns = state.pop("columns", None)
+        self.__dict__.update(state)
+        if columns is not None:  # (an index pickled before had its entries and tables)
+            ids, published, story_ids, sizes, values = columns
+            width = 4 * NUM_PERM
+            self._index((article_id, _Entry(published[i], story_ids[i], Signature(
+                sizes[i], values[i * width:(i + 1) * width]))) for i, article_id in enumerate(ids))
 
     def _evict(self):
         oldest = self.newest_ms - self.horizon_ms

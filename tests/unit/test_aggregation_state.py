@@ -13,7 +13,9 @@ import pickle
 
 import pytest
 
+from pipeline import aggregation_state
 from pipeline.aggregation_state import SHARDS, AggregationState, Cells, StateStore
+from pipeline.stories import StoryIndex, story_signature
 from pipeline.window_book import WindowBook
 from pipeline.windows import WindowSpec
 from tests.unit.test_window_book import NOW, T0, H, M, art
@@ -86,12 +88,13 @@ class FakeBag(FakeCell):
 
 def fake_cells():
     return Cells(FakeCell(), FakeCell(), FakeBag(), FakeCell(),
-                 tuple(FakeCell() for _ in range(SHARDS)))
+                 tuple(FakeCell() for _ in range(SHARDS)), FakeBag())
 
 
 def named(cells):
     return dict(version=cells.version, header=cells.header, pending=cells.pending,
-                running=cells.running, **{f"shard{i}": c for i, c in enumerate(cells.shards)})
+                running=cells.running, **{f"shard{i}": c for i, c in enumerate(cells.shards)},
+                stories=cells.stories)
 
 
 def commit(cells):
@@ -121,9 +124,9 @@ def store_for(state_in_process=False):
     return StateStore(state_in_process=state_in_process, book_settings=SETTINGS)
 
 
-def bundle(store, cells, change=None):
+def bundle(store, cells, change=None, new=new_state):
     """One bundle: load, ``change(state)``, store, commit."""
-    state = store.load(cells, new_state)
+    state = store.load(cells, new)
     if change is not None:
         change(state)
     store.store(state, cells)
@@ -269,3 +272,75 @@ def test_state_in_process_never_writes_the_big_cells_and_refuses_to_start_over()
     with pytest.raises(RuntimeError, match="in-process state is gone"):
         store.load(cells, new_state)
 
+
+
+def test_a_write_is_what_the_state_was_when_stored_not_at_the_commit():
+    """SDK-3: the SDK encodes a write at the bundle's commit, when the next
+    bundle (another thread) may already be changing the live state."""
+    store, cells = store_for(), fake_cells()
+    with store.bundle("bundle 1"):
+        state = store.load(cells, new_state)
+        add((10 * M, "a"))(state)
+        store.store(state, cells)
+    with store.bundle("bundle 1"):                  # a later call of the same bundle
+        state = store.load(cells, new_state)
+        add((15 * M, "b"))(state)
+        store.store(state, cells)
+    with store.bundle("bundle 2"):                  # the next bundle, on another thread
+        again = store.load(cells, new_state)
+        add((20 * M, "next bundle"))(again)
+        commit(cells)                               # bundle 1's commit, meanwhile
+    committed = store_for().load(cells, new_state)
+    assert committed.book.snapshot()["families"]["tumbling"][1][T0].ids == {"a", "b"}
+
+
+def story_state(max_articles):
+    stories = StoryIndex(threshold=0.5, horizon_ms=3 * 86_400_000, max_articles=max_articles)
+    return lambda: AggregationState(WindowBook(**SETTINGS), stories=stories)
+
+
+def index_articles(*article_ids):
+    def change(state):
+        for n, article_id in enumerate(article_ids):
+            text = f"story {article_id} number {n} told in a few words of its own {article_id}"
+            state.stories.assign(article_id, T0 + n, story_signature(text))
+    return change
+
+
+def test_story_entries_are_written_once_each_and_read_back():
+    store, cells, new = store_for(), fake_cells(), story_state(max_articles=3)
+    state = store.load(cells, new)
+    index_articles("a")(state)
+    store.store(state, cells)
+    commit(cells)
+    for ids in (("b", "c"), ("d",)):                # "d" makes the index forget "a"
+        bundle_state = store.load(cells, new)
+        counts(cells, "writes")
+        index_articles(*ids)(bundle_state)
+        store.store(bundle_state, cells)
+        commit(cells)
+        # Only the articles just indexed go to the bag; the header holds none.
+        assert counts(cells, "writes") == dict(version=1, header=1, stories=len(ids))
+    assert cells.header.committed.value.stories.entries == {}
+    assert [item.value[0] for item in cells.stories.committed] == ["a", "b", "c", "d"]
+    original = bundle_state.stories
+    read = store_for().load(cells, new).stories      # another worker process
+    assert list(read.entries) == ["b", "c", "d"] == list(original.entries)
+    assert read.tables == original.tables and read.newest_ms == original.newest_ms
+    # "b"'s text shares 7 of its 10 four-word shingles with "a"'s (those not
+    # holding the id), containment 0.7 >= 0.5: "b" joined story "a", and a
+    # copy of "b" joins it too, in both indexes.
+    text = "story b number 0 told in a few words of its own b"
+    assert read.assign("e", T0 + 9, story_signature(text)) == original.assign(
+        "e", T0 + 9, story_signature(text)) == "a"
+
+
+def test_the_story_bag_is_rewritten_when_mostly_forgotten(monkeypatch):
+    monkeypatch.setattr(aggregation_state, "STORIES_SLACK", 0)
+    store, cells, new = store_for(), fake_cells(), story_state(max_articles=2)
+    for n in range(8):
+        state = bundle(store, cells, index_articles(f"x{n}"), new)
+        # At most twice the 2 held, plus the one just indexed, before a rewrite.
+        assert len(cells.stories.committed) <= 2 * 2 + 1
+    assert list(store_for().load(cells, new).stories.entries) == ["x6", "x7"] == list(
+        state.stories.entries)
