@@ -159,6 +159,10 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--raw", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
+    if not PY_SPY.exists():
+        parser.error(f"py-spy is not installed in this virtualenv ({PY_SPY}): it is a "
+                     f"profiling tool, not a dependency; install it with "
+                     f"`{sys.executable} -m pip install py-spy==0.4.3`")
     flags = ["--ner-processes", args.ner_processes, "--batch-size", args.batch_size]
     flags += ["--rules-only"] if args.rules_only else []
     flags += ["--tracked-entities", args.tracked_entities] if args.tracked_entities else []
