@@ -8,10 +8,15 @@ would); ``stop()`` sends SIGTERM (a clean cancel). ``metrics()`` scrapes its
 /metrics endpoint. ``committed(bootstrap, group, topic)`` reads the group's
 committed offsets; ``wait_until(predicate)`` polls; ``stop_process(p)``
 ends a helper process a test started (SIGTERM, then SIGKILL).
+``WorkerPool(log).start()`` runs a Beam worker pool
+(``python -m apache_beam.runners.worker.worker_pool_main``) in a session of
+its own for ``--environment_type=EXTERNAL``; ``kill()`` sends SIGKILL to it
+and the SDK workers it started, ``stop()`` ends it cleanly.
 """
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +28,7 @@ from tests.scrape import free_port, scrape
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ENTITYSTREAM = pathlib.Path(sys.executable).with_name("entitystream")
 
-__all__ = ["PipelineProcess", "committed", "stop_process", "wait_until"]
+__all__ = ["PipelineProcess", "WorkerPool", "committed", "stop_process", "wait_until"]
 
 
 class PipelineProcess:
@@ -74,6 +79,53 @@ class PipelineProcess:
             return scrape(self.metrics_port)
         except OSError:
             return {}
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class WorkerPool:
+    """A Beam worker pool on a free port; its workers run this virtualenv's
+    ``python`` (the pool starts them with ``python`` from PATH, in its session)."""
+
+    def __init__(self, log_path):
+        self.port = free_port()
+        self.log_path = pathlib.Path(log_path)
+        self.proc = None
+
+    def start(self, timeout_s=60):
+        env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}"
+                                    f"{os.environ.get('PATH', '')}")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
+                 f"--service_port={self.port}"], cwd=ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, (
+                    f"worker pool did not start:\n{self.log()[-4000:]}")
+                time.sleep(0.2)
+
+    def beam_args(self):
+        return ["--environment_type=EXTERNAL", f"--environment_config=localhost:{self.port}"]
+
+    def kill(self):
+        """SIGKILL to the pool and the SDK workers it started (its session)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout_s=20):
+        if self.proc is not None:
+            stop_process(self.proc, timeout_s=timeout_s)
+            self.kill()  # any worker it left behind
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -22,6 +22,14 @@ within the bounds, since both hold the truth. The restarted run must also
 have skipped what the checkpoint already held (``replayed``), and its books
 must balance.
 
+The test runs twice: with LOOPBACK workers (the state in the launching
+process) and with EXTERNAL ones (Prism ``--environment_type=EXTERNAL`` and a
+worker pool of its own, the shape in which Flink runs Python: the state in
+the runner's state, ``RunnerLayout``; the checkpoint written and restored by
+the worker; /metrics fed by Beam metrics). There the kill is a crash of the
+launcher's machine: SIGKILL to the launcher, its Prism, the pool and its SDK
+workers; the restart gets a fresh pool.
+
 ``ENTITYSTREAM_R2_ARTICLES`` sets how many articles (default 3,000; the
 documented full run uses 10,000: docs/reliability.md).
 """
@@ -35,7 +43,8 @@ from pipeline import inspect_output
 from tests.integration.oracle import (bound_violations, brute_force, describe, differences,
                                       final_rows, is_pair, mentions_of, pair_bounds,
                                       story_decisions)
-from tests.integration.pipeline_process import PipelineProcess, committed, wait_until
+from tests.integration.pipeline_process import (PipelineProcess, WorkerPool, committed,
+                                                 wait_until)
 from tests.scrape import total
 
 pytestmark = [pytest.mark.broker, pytest.mark.prism, pytest.mark.spacy, pytest.mark.slow]
@@ -112,7 +121,49 @@ def clean_pair_tables(mentions):
     return out
 
 
-def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, topic, tmp_path):
+def crash_and_restart(launch, pools, bootstrap, group, topic, n, out, exact, want):
+    """Run ``launch("first")`` until its first checkpoint is committed, SIGKILL
+    it (and every worker pool: the launcher's machine crashed), move the
+    group back half-way, run ``launch("second")`` until the latest panes equal
+    ``want``, stop it cleanly. Returns its /metrics samples, the second run's
+    logs (its pool's too), the committed offset at the kill and the rewind."""
+    first = launch("first")
+    try:
+        # The first checkpoint's commit (every 2 s): on these machines a few
+        # hundred to ~1,500 articles in, well before the end of the topic.
+        wait_until(lambda: (committed(bootstrap, group, topic)[0] or 0) >= 1,
+                   240, "a first checkpoint committed", poll_s=0.1, proc=first)
+    finally:
+        for pool in pools:
+            pool.kill()
+        first.kill()
+    at_kill = committed(bootstrap, group, topic)[0]
+    assert 0 < at_kill < n, f"the kill came too late to test anything: committed {at_kill} of {n}"
+    assert (out / "_checkpoint" / "aggregation.pickle").is_file()
+    # As if the last commit had been lost (a crash between a checkpoint and its
+    # commit): the group goes back to half-way, so the restart re-reads
+    # messages the checkpoint already holds, which must not count twice.
+    rewound = at_kill // 2
+    rewind(bootstrap, group, topic, rewound)
+
+    second = launch("second")
+    try:
+        wait_until(lambda: committed(bootstrap, group, topic)[0] == n, max(300, n / 10),
+                   f"all {n} offsets committed after the restart", proc=second)
+        # The last panes follow the last checkpoint by at most a few seconds.
+        wait_until(lambda: exact(inspect_output.load(out)) == want, 120,
+                   "the latest panes to equal the uninterrupted result", poll_s=2, proc=second)
+        samples = second.metrics()
+    finally:
+        second.stop()
+
+    return (samples, second.log() + "".join(pool.log() for pool in pools[1:]), at_kill,
+            rewound)
+
+
+@pytest.mark.parametrize("workers", ["loopback", "external"])
+def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, topic, tmp_path,
+                                                                   workers):
     articles = reuters(ARTICLES)
     n = len(articles)
     publish(articles, bootstrap_servers=bootstrap, topic=topic)
@@ -128,35 +179,21 @@ def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, to
                           if not is_pair(k)}
     out, group = tmp_path / "out", f"g-{topic}"
     args = pipeline_args(topic, out, bootstrap, group)
+    pools = []  # EXTERNAL: each run's worker pool
 
-    first = PipelineProcess(args, tmp_path / "first.log").start()
+    def launch(name):
+        """The same command; EXTERNAL: its SDK workers in a fresh pool of their own."""
+        if workers == "loopback":
+            return PipelineProcess(args, tmp_path / f"{name}.log").start()
+        pools.append(WorkerPool(tmp_path / f"{name}-pool.log").start())
+        return PipelineProcess(args + pools[-1].beam_args(), tmp_path / f"{name}.log").start()
+
     try:
-        # The first checkpoint's commit (every 2 s): on these machines a few
-        # hundred to ~1,500 articles in, well before the end of the topic.
-        at_kill = wait_until(lambda: (committed(bootstrap, group, topic)[0] or 0) >= 1,
-                             240, "a first checkpoint committed", poll_s=0.1, proc=first)
+        samples, logs, at_kill, rewound = crash_and_restart(
+            launch, pools, bootstrap, group, topic, n, out, exact, want)
     finally:
-        first.kill()
-    at_kill = committed(bootstrap, group, topic)[0]
-    assert 0 < at_kill < n, f"the kill came too late to test anything: committed {at_kill} of {n}"
-    assert (out / "_checkpoint" / "aggregation.pickle").is_file()
-    # As if the last commit had been lost (a crash between a checkpoint and its
-    # commit): the group goes back to half-way, so the restart re-reads
-    # messages the checkpoint already holds, which must not count twice.
-    rewound = at_kill // 2
-    rewind(bootstrap, group, topic, rewound)
-
-    second = PipelineProcess(args, tmp_path / "second.log").start()
-    try:
-        wait_until(lambda: committed(bootstrap, group, topic)[0] == n, max(300, n / 10),
-                   f"all {n} offsets committed after the restart", proc=second)
-        # The last panes follow the last checkpoint by at most a few seconds.
-        wait_until(lambda: exact(inspect_output.load(out)) == want, 120,
-                   "the latest panes to equal the uninterrupted result", poll_s=2, proc=second)
-        samples = second.metrics()
-    finally:
-        second.stop()
-
+        for pool in pools:
+            pool.stop()
     rows = inspect_output.load(out)   # after a clean stop: still equal
     assert not any(differences(exact(rows), want)), describe(*differences(exact(rows), want))
     # Every kind of aggregate, many windows, the tracked tuple among them.
@@ -186,11 +223,12 @@ def test_kill_9_and_restart_loses_nothing_and_counts_nothing_twice(bootstrap, to
     assert settled["dead_letter"] == 0 and settled["late"] == 0, settled
     # Reuters holds a few repeated stories (same id in the same hour): duplicates.
     assert settled["aggregated"] + settled["duplicate"] + settled["replayed"] == consumed
-    assert "restored the aggregation checkpoint" in second.log()
-    print(f"\nR2: {n} articles, {len(want)} exact aggregates, {len(bounds)} pairs reported in "
-          f"{len({k[:2] for k in bounds})} windows ({len(pruned)} pruned); killed at committed "
-          f"offset {at_kill}, rewound to {rewound}; second run read {consumed:.0f}: {settled}; "
-          f"pair tables: {len(differ)} of {len(everywhere)} entries differ from a clean run "
+    # EXTERNAL: the worker, which restores it, logs to its pool's log.
+    assert "restored the aggregation checkpoint" in logs
+    print(f"\nR2 ({workers}): {n} articles, {len(want)} exact aggregates, {len(bounds)} pairs "
+          f"reported in {len({k[:2] for k in bounds})} windows ({len(pruned)} pruned); killed at "
+          f"committed offset {at_kill}, rewound to {rewound}; second run read {consumed:.0f}: "
+          f"{settled}; pair tables: {len(differ)} of {len(everywhere)} entries differ from a clean run "
           f"({len(differ & running)} of {len(running)} in the running table), all within the "
           f"bounds")
 

@@ -12,11 +12,7 @@ above anything in the input so that pairs are exact too. The workers'
 prometheus-client counts reach the launcher as Beam metrics
 (``pipeline/metrics.py``, ``BeamJobMetrics``): the books must balance there.
 """
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -27,8 +23,7 @@ from pipeline.metrics import BeamJobMetrics
 from pipeline.run import start
 from pipeline.settings import Settings
 from tests.integration.oracle import brute_force, describe, differences, final_rows, mentions_of
-from tests.integration.pipeline_process import stop_process
-from tests.scrape import free_port
+from tests.integration.pipeline_process import WorkerPool
 
 pytestmark = [pytest.mark.broker, pytest.mark.prism, pytest.mark.spacy, pytest.mark.slow]
 
@@ -41,26 +36,10 @@ WIDE = dict(max_entities_per_article=10_000, top_k_pairs=10_000_000)
 
 @pytest.fixture(scope="module")
 def worker_pool(tmp_path_factory):
-    """A Beam worker pool on a free port; its workers run this virtualenv's
-    ``python`` (the pool starts them with ``python`` from PATH)."""
-    port = free_port()
-    env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}"
-                                f"{os.environ.get('PATH', '')}")
-    log = (tmp_path_factory.mktemp("pool") / "pool.log").open("wb")
-    pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                             f"--service_port={port}"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert pool.poll() is None and time.monotonic() < deadline, "worker pool did not start"
-            time.sleep(0.2)
-    yield port
-    stop_process(pool, timeout_s=20)
-    log.close()
+    """A Beam worker pool on a free port, for the module (``WorkerPool``)."""
+    pool = WorkerPool(tmp_path_factory.mktemp("pool") / "pool.log").start()
+    yield pool.port
+    pool.stop()
 
 
 def run(bootstrap, topic, out, beam_args, **settings):
