@@ -31,7 +31,24 @@ ENTITYSTREAM = pathlib.Path(sys.executable).with_name("entitystream")
 __all__ = ["PipelineProcess", "WorkerPool", "committed", "stop_process", "wait_until"]
 
 
-class PipelineProcess:
+class _Session:
+    """A process a test started in a session of its own (``proc``, ``log_path``)."""
+    proc = None
+    log_path = None
+
+    def kill(self):
+        """SIGKILL to the process and everything it started (its session)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class PipelineProcess(_Session):
     def __init__(self, args, log_path, metrics_port=None):
         self.metrics_port = metrics_port or free_port()
         self.args = [str(ENTITYSTREAM), "run", *map(str, args),
@@ -48,14 +65,6 @@ class PipelineProcess:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
-
-    def kill(self):
-        """SIGKILL to the pipeline and everything it started (Prism)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
 
     def stop(self, timeout_s=60):
         """SIGTERM: the pipeline cancels its job and exits; SIGKILL if it hangs."""
@@ -80,11 +89,7 @@ class PipelineProcess:
         except OSError:
             return {}
 
-    def log(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-class WorkerPool:
+class WorkerPool(_Session):
     """A Beam worker pool on a free port; its workers run this virtualenv's
     ``python`` (the pool starts them with ``python`` from PATH, in its session)."""
 
@@ -114,21 +119,11 @@ class WorkerPool:
     def beam_args(self):
         return ["--environment_type=EXTERNAL", f"--environment_config=localhost:{self.port}"]
 
-    def kill(self):
-        """SIGKILL to the pool and the SDK workers it started (its session)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
-
     def stop(self, timeout_s=20):
         if self.proc is not None:
             stop_process(self.proc, timeout_s=timeout_s)
             self.kill()  # any worker it left behind
 
-    def log(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def committed(bootstrap, group, topic, partitions=(0,)):
