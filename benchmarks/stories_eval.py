@@ -212,7 +212,7 @@ def main(argv=None):
     parser.add_argument("--bbc", type=int, default=1000)
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7,0.8")
     parser.add_argument("--shingle-words", default="3,4,5")
-    parser.add_argument("--chosen", default="0.5,4", help="threshold,words for the raw count")
+    parser.add_argument("--chosen", default="0.55,4", help="threshold,words for the raw count")
     parser.add_argument("--words", choices=("proportional", "fixed"), default="proportional",
                         help="how many words a 'words' copy changes (module docstring)")
     parser.add_argument("--skip-raw", action="store_true")

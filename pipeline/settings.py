@@ -46,7 +46,7 @@ class Settings:
     max_entities_per_article: int = 20
     top_k_pairs: int = 1000
     tracked_tuples: tuple = (("BRIDGE", "NORTH_KOREA", "RUSSIA"),)
-    story_threshold: float = 0.5  # near-duplicate stories (pipeline/stories.py); 0: off
+    story_threshold: float = 0.55  # near-duplicate stories (pipeline/stories.py); 0: off
     story_horizon_seconds: int = 3 * 86400
     story_index_size: int = 200_000
     by_source: bool = False  # source_counts: tracked entities and tuples per outlet
@@ -140,8 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="entity ids counted together exactly (repeatable; default "
                              "RUSSIA,NORTH_KOREA,BRIDGE)")
     parser.add_argument("--story-threshold", type=float, default=d.story_threshold,
-                        help="estimated Jaccard similarity of word shingles at which two "
-                             "articles are one story (docs/stories.md); 0 turns stories off "
+                        help="estimated containment (the share of the shorter article's "
+                             "4-word shingles that the other has) at which two articles are "
+                             "one story (docs/stories.md); 0 turns stories off "
                              "(each article its own story) (default %(default)s)")
     parser.add_argument("--story-horizon-seconds", type=int, default=d.story_horizon_seconds,
                         help="copies published this far apart or less can be one story "
