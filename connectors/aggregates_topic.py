@@ -32,13 +32,11 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from connectors.avro_files import KIND_SCHEMAS, pane_records, schema_of
 from connectors.kafka_write import WriteToKafka
+from pipeline.surges import SURGES
 from schemas import parsed_schema
 
 __all__ = ["PublishAggregates", "PublishSurges", "decode_message", "schema_fingerprint",
            "message_key"]
-
-
-SURGES = "surges"  # the kind of the surges records (pipeline/surges.py)
 
 
 def schema_fingerprint(schema) -> str:

@@ -211,6 +211,11 @@ class _PaneRules:
     def checkpointing(self):
         return self._checkpointer is not None
 
+    @property
+    def live_feed(self):
+        """Processing-time panes (EARLY) and timers: a streaming run, not a bounded one."""
+        return self._early_ms is not None
+
     def new_state(self):
         stories = (None if self._story_settings is None
                    else StoryIndex(**self._story_settings))
@@ -223,7 +228,7 @@ class _PaneRules:
         cp, now_s = self._checkpointer, time.monotonic()
         if cp is not None and (due or cp.is_due(now_s)):
             cp.save(state, now_s, wait=wait)
-        elif cp is not None and self._early_ms is not None and not state.timers.save:
+        elif cp is not None and self.live_feed and not state.timers.save:
             save.set(_after_ms(self._interval_ms))
             state.timers.save = True
 
@@ -247,7 +252,7 @@ class _PaneRules:
                                             or added.target_ms < timers.next_tick):
             tick.set(_at_ms(added.target_ms))  # only ever earlier here (PRISM-5)
             timers.next_tick = added.target_ms
-        if self._early_ms is not None:
+        if self.live_feed:
             due = state.book.next_processing_time()
             if now_ms >= due:  # from here, not only the timer (PRISM-8)
                 out += _emitted(state, state.book.dirty_panes(now_ms))
@@ -293,7 +298,6 @@ class _EmitPanesFn(beam.DoFn):
         self._rules = _PaneRules(book_settings=book_settings, story_settings=story_settings,
                                  surge_settings=surge_settings, checkpointer=checkpointer,
                                  checkpoint_interval_s=checkpoint_interval_s)
-        self._live_feed = book_settings["early_firing_ms"] is not None
         self._store = store
         self._token = None
 
@@ -367,7 +371,7 @@ class _EmitPanesFn(beam.DoFn):
         with self._session(cells) as state:
             # The watermark has reached `fired`: every boundary up to it has passed.
             through = max(state.book.closed_through, Timestamp.of(fired).micros // 1000 + 1)
-            action, timers = close_action(state, through, self._live_feed), state.timers
+            action, timers = close_action(state, through, self._rules.live_feed), state.timers
             if action == "defer":  # PRISM-7
                 timers.deferred_through = max(timers.deferred_through, through)
                 _arm_close(state, close)

@@ -331,13 +331,13 @@ class RunnerLayout:
     def _write_buckets(families, keys, cells, written, live):
         every = ["running", *range(SHARDS)]
         dirty = set(every) if written is None else set()
-        for name, (spec, buckets, _) in families.items():
-            if written is None:
-                break
-            shard = lambda b: shard_of(name, b, spec.period_ms)  # noqa: E731
-            dirty.update(shard(b) for b in keys[name] ^ written.keys.get(name, set()))
-            held = buckets.loaded if isinstance(buckets, LazyBuckets) else buckets
-            dirty.update(shard(b) for b, bucket in held.items() if bucket.changed > written.seq)
+        if written is not None:  # else every cell is written
+            for name, (spec, buckets, _) in families.items():
+                shard = lambda b: shard_of(name, b, spec.period_ms)  # noqa: E731
+                dirty.update(shard(b) for b in keys[name] ^ written.keys.get(name, set()))
+                held = buckets.loaded if isinstance(buckets, LazyBuckets) else buckets
+                dirty.update(shard(b) for b, bucket in held.items()
+                             if bucket.changed > written.seq)
         values = {d: {} for d in dirty}
         for name, (spec, buckets, _) in families.items():
             for b in keys[name]:

@@ -39,6 +39,8 @@ import sys
 from collections import Counter
 from typing import NamedTuple, Optional, Tuple
 
+from pipeline.surges import DEFAULT_THRESHOLD, subject_label
+
 try:
     from grafana_foundation_sdk.builders import bargauge, common as common_builders
     from grafana_foundation_sdk.builders import dashboard as dashboard_builders
@@ -196,7 +198,7 @@ class Subject(NamedTuple):
     @property
     def subject(self) -> str:
         """``subject`` of the surge and window gauges (pipeline/surges.py)."""
-        return " x ".join(self.ids)
+        return subject_label(self.ids)
 
     @property
     def tuple_label(self) -> str:
@@ -360,7 +362,6 @@ def build_dashboard(gazetteer, tuples, *, surge_threshold=None):
     (``pipeline.gazetteer.load_tracked_entities``) and the tracked ``tuples``
     (tuples of ids). ``surge_threshold``: the line on the surge panels (default
     the pipeline's, ``pipeline.surges.DEFAULT_THRESHOLD``)."""
-    from pipeline.surges import DEFAULT_THRESHOLD
     threshold = DEFAULT_THRESHOLD if surge_threshold is None else surge_threshold
     subjects = tracked_subjects(gazetteer, tuples)
     builder = (dashboard_builders.Dashboard("entitystream").uid("entitystream")

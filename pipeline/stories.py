@@ -189,10 +189,8 @@ class StoryIndex:
                     rank = (-sim, entry.published_ms, other, entry.story_id)
                     best = rank if best is None or rank < best else best
         story_id = article_id if best is None else best[3]
-        self.entries[article_id] = _Entry(published_ms, story_id, signature)
+        self._hold(article_id, _Entry(published_ms, story_id, signature), keys)
         self.inserted += 1
-        for table, key in zip(self.tables, keys):
-            table.setdefault(key, []).append(article_id)
         if self.newest_ms is None or published_ms > self.newest_ms:
             self.newest_ms = published_ms
         self._evict()
@@ -228,9 +226,13 @@ class StoryIndex:
         """Hold ``items`` (``(article_id, entry)``, oldest first) and nothing else."""
         self.entries, self.tables = {}, [{} for _ in range(self.bands)]
         for article_id, entry in items:
-            self.entries[article_id] = entry
-            for table, key in zip(self.tables, self._keys(entry.signature)):
-                table.setdefault(key, []).append(article_id)
+            self._hold(article_id, entry, self._keys(entry.signature))
+
+    def _hold(self, article_id, entry, keys):
+        """Hold ``entry`` under ``article_id``, in the LSH table of each band key."""
+        self.entries[article_id] = entry
+        for table, key in zip(self.tables, keys):
+            table.setdefault(key, []).append(article_id)
 
     def __getstate__(self):
         """Pickled as columns (ids, times, story ids, sizes, the signatures as

@@ -53,7 +53,7 @@ from prometheus_client import Counter, Gauge
 from pipeline.records import WindowPane
 
 __all__ = ["SurgeDetector", "Scored", "SURGES", "modified_z_score", "SURGE_SCORE",
-           "SURGES_TOTAL", "DEFAULT_THRESHOLD", "count_scores", "surge_panes", "count_window",
+           "SURGES_TOTAL", "DEFAULT_THRESHOLD", "count_scores", "surge_panes", "count_window", "subject_label",
            "WINDOW_GAUGES"]
 
 SURGES = "surges"
@@ -94,7 +94,8 @@ class Scored(NamedTuple):
     surge: bool
 
 
-def _label(ids) -> str:
+def subject_label(ids) -> str:
+    """The ``subject`` label of a tracked entity or tuple's ids (sorted for a tuple)."""
     return " x ".join(ids)
 
 
@@ -168,7 +169,7 @@ class SurgeDetector:
             if len(history) >= self.min_history:
                 score, median, spread = modified_z_score(share, history, self.min_spread)
                 surge = score >= self.threshold and articles >= self.min_articles
-                scored.append(Scored(_label(subject[1]), score, surge))
+                scored.append(Scored(subject_label(subject[1]), score, surge))
                 if surge:
                     records.append({
                         "subject": subject[0], "tracked": True, "entities": list(subject[1]),
@@ -236,7 +237,7 @@ def count_window(subjects, entity_pane, cooc_pane):
     for subject in subjects:
         record = held.get(subject, {})
         for field, gauge in WINDOW_GAUGES.items():
-            gauge.labels(_label(subject[1])).set(record.get(field) or 0)
+            gauge.labels(subject_label(subject[1])).set(record.get(field) or 0)
 
 
 def surge_panes(detector, panes, now_ms, scored_out=None):
